@@ -1,0 +1,154 @@
+//! Configuration problems, and the helpers that strategies and the daemon share to read their
+//! TOML tables the same way: serde types that mirror the file, every problem collected with its
+//! TOML path before anything is returned.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+/// One thing wrong with a configuration file, located by its TOML path
+/// (`resources.user.strategies.password.hash.memory_kib`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file; validation keeps going after the first so that an operator
+/// fixes a file in one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem::new(path, message));
+    }
+
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was found, the problems otherwise.
+    pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Reads serde types out of a TOML value, reporting the failing key with its full TOML path.
+pub struct TableReader;
+
+impl TableReader {
+    /// Deserializes `value` (found at `path` in the file) into `T`.
+    ///
+    /// # Errors
+    /// A [`Problem`] naming the innermost key that failed (unknown key, wrong type, missing key).
+    pub fn read<T: DeserializeOwned>(path: &str, value: toml::Value) -> Result<T, Problem> {
+        serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+            let inner = err.path().to_string();
+            let full = join_path(path, if inner == "." { "" } else { &inner });
+            // serde's message names the key already for unknown and missing fields.
+            Problem::new(full, err.into_inner().message().to_string())
+        })
+    }
+}
+
+/// `a` + `.` + `b`, either side possibly empty.
+pub fn join_path(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// Parses a human duration (`"60s"`, `"15m"`, `"3d"`) as written in the TOML file.
+///
+/// # Errors
+/// A message for the operator when the string is not a duration or is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "`{text}` is not a duration ({e}); write for example \"60s\", \"15m\", \"3d\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        cost: u32,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        hash: Inner,
+    }
+
+    #[test]
+    fn reader_reports_full_path_of_nested_key() {
+        let value: toml::Value = toml::from_str("hash = { cost = \"x\" }").unwrap_or_else(|e| panic!("{e}"));
+        let err = TableReader::read::<Outer>("resources.user.strategies.pw", value)
+            .err()
+            .unwrap_or_else(|| panic!("should fail"));
+        assert_eq!(err.path, "resources.user.strategies.pw.hash.cost");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

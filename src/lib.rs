@@ -1,1 +1,18 @@
+//! authd: an authentication daemon configured by a TOML file.
+//!
+//! `config` reads and validates the file, `registry` turns it into live strategy plugins,
+//! `server` answers HTTP, `store` keeps users and tokens in redb, `tokens` signs JWTs,
+//! `senders` deliver reset messages, and `daemon` wires them together. `cli` is the binary's
+//! front end. See ARCHITECTURE.md.
 
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod registry;
+pub mod senders;
+pub mod server;
+pub mod store;
+pub mod tokens;
+
+pub use daemon::Daemon;
+pub use registry::parse_config;

@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn reader_reports_full_path_of_nested_key() {
-        let value: toml::Value = toml::from_str("hash = { cost = \"x\" }").unwrap_or_else(|e| panic!("{e}"));
+        let value: toml::Value =
+            toml::from_str("hash = { cost = \"x\" }").unwrap_or_else(|e| panic!("{e}"));
         let err = TableReader::read::<Outer>("resources.user.strategies.pw", value)
             .err()
             .unwrap_or_else(|| panic!("should fail"));

@@ -24,7 +24,8 @@ pub use pool::{Busy, HashPool};
 pub use sender::{ResetMessage, Sender, SenderSpec, Senders};
 pub use store::{InsertError, NewUser, UniqueKey, UserRecord, UserStore};
 pub use strategy::{
-    AttributeSpec, AttributeType, Error, FieldErrors, Method, Outcome, Params, PhaseRequest, PhaseSpec,
-    Rejection, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy, Verdict,
+    AttributeSpec, AttributeType, Error, FieldErrors, Method, Outcome, Params, PhaseRequest,
+    PhaseSpec, Rejection, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
+    Verdict,
 };
 pub use tokens::{Claims, IssuedToken, Purpose, TokenError, TokenStore, Tokens};

@@ -87,6 +87,9 @@ mod tests {
         let https = SenderSpec::Webhook {
             url: "https://x".into(),
         };
-        assert_eq!(https.validate("s").err().map(|p| p.path), Some("s.url".into()));
+        assert_eq!(
+            https.validate("s").err().map(|p| p.path),
+            Some("s.url".into())
+        );
     }
 }

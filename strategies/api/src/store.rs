@@ -60,7 +60,11 @@ pub enum InsertError {
 pub trait UserStore: Send + Sync {
     /// # Errors
     /// When the store fails.
-    async fn find_by_unique(&self, subject: &str, key: &UniqueKey) -> Result<Option<UserRecord>, Error>;
+    async fn find_by_unique(
+        &self,
+        subject: &str,
+        key: &UniqueKey,
+    ) -> Result<Option<UserRecord>, Error>;
 
     /// # Errors
     /// When the store fails.
@@ -70,7 +74,11 @@ pub trait UserStore: Send + Sync {
     ///
     /// # Errors
     /// When the store fails; a taken unique value is the inner `Err`.
-    async fn insert(&self, subject: &str, user: NewUser) -> Result<Result<UserRecord, InsertError>, Error>;
+    async fn insert(
+        &self,
+        subject: &str,
+        user: NewUser,
+    ) -> Result<Result<UserRecord, InsertError>, Error>;
 
     /// Sets one secret of a user. When `consume` names a single-use token (by its `jti` and
     /// expiry in Unix seconds), the token is marked used in the same transaction, and nothing is

@@ -175,8 +175,8 @@ impl PasswordConfig {
         table: toml::Table,
     ) -> Result<Self, Problems> {
         let mut problems = Problems::default();
-        let raw: RawPasswordConfig = TableReader::read(path, toml::Value::Table(table))
-            .map_err(|p| Problems(vec![p]))?;
+        let raw: RawPasswordConfig =
+            TableReader::read(path, toml::Value::Table(table)).map_err(|p| Problems(vec![p]))?;
         let at = |key: &str| format!("{path}.{key}");
 
         let mut identity_ci = false;
@@ -192,7 +192,10 @@ impl PasswordConfig {
                 if !attr.unique {
                     problems.push(
                         at("identity_field"),
-                        format!("attribute `{}` must be declared with unique = true", attr.name),
+                        format!(
+                            "attribute `{}` must be declared with unique = true",
+                            attr.name
+                        ),
                     );
                 }
                 match attr.ty {
@@ -211,7 +214,10 @@ impl PasswordConfig {
         }
         for (key, field) in [
             ("password_field", &raw.password_field),
-            ("password_confirmation_field", &raw.password_confirmation_field),
+            (
+                "password_confirmation_field",
+                &raw.password_confirmation_field,
+            ),
             ("hashed_password_field", &raw.hashed_password_field),
         ] {
             if field.is_empty() {
@@ -219,7 +225,9 @@ impl PasswordConfig {
             } else if resource.attribute(field).is_some() {
                 problems.push(
                     at(key),
-                    format!("`{field}` is also a declared attribute; a password field must not be one"),
+                    format!(
+                        "`{field}` is also a declared attribute; a password field must not be one"
+                    ),
                 );
             } else if field == "id" {
                 problems.push(at(key), "`id` is reserved");
@@ -239,7 +247,8 @@ impl PasswordConfig {
                 Duration::ZERO
             }
         };
-        let sign_in_token_lifetime = duration(at("sign_in_token_lifetime"), &raw.sign_in_token_lifetime);
+        let sign_in_token_lifetime =
+            duration(at("sign_in_token_lifetime"), &raw.sign_in_token_lifetime);
         let resettable = raw.resettable.map(|r| Resettable {
             token_lifetime: duration(at("resettable.token_lifetime"), &r.token_lifetime),
             sender: r.sender,
@@ -329,7 +338,10 @@ fn check_hash(path: &str, raw: RawHash, problems: &mut Problems) -> HashParams {
             if memory > 4 << 30 {
                 problems.push(
                     path.to_string(),
-                    format!("needs {} MiB per hash; at most 4096 MiB is allowed", memory >> 20),
+                    format!(
+                        "needs {} MiB per hash; at most 4096 MiB is allowed",
+                        memory >> 20
+                    ),
                 );
             }
             HashParams::Scrypt { log_n, r, p }
@@ -418,7 +430,10 @@ mod tests {
             "resources.user.strategies.pw.sign_in_token_lifetime",
             "resources.user.strategies.pw.hash.cost",
         ] {
-            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
         }
     }
 

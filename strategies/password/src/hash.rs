@@ -145,9 +145,11 @@ impl HashParams {
                 // A real hash of random bytes at the cheapest cost, relabelled with the
                 // configured cost: verifying against it runs the full configured cost.
                 match bcrypt::hash_with_salt(out, 4, salt) {
-                    Ok(parts) => parts
-                        .format_for_version(bcrypt::Version::TwoB)
-                        .replacen("$2b$04$", &format!("$2b${cost:02}$"), 1),
+                    Ok(parts) => parts.format_for_version(bcrypt::Version::TwoB).replacen(
+                        "$2b$04$",
+                        &format!("$2b${cost:02}$"),
+                        1,
+                    ),
                     Err(_) => String::new(),
                 }
             }
@@ -279,16 +281,30 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         },
-        HashParams::Scrypt { log_n: 4, r: 8, p: 1 },
+        HashParams::Scrypt {
+            log_n: 4,
+            r: 8,
+            p: 1,
+        },
         HashParams::Bcrypt { cost: 4 },
     ];
 
     #[test]
     fn each_algorithm_round_trips_and_refuses_wrong_passwords() {
         for params in SMALL {
-            let stored = params.hash(b"correct horse").unwrap_or_else(|e| panic!("{params}: {e}"));
-            assert_eq!(verify(b"correct horse", &stored).ok(), Some(true), "{params}");
-            assert_eq!(verify(b"correct horsf", &stored).ok(), Some(false), "{params}");
+            let stored = params
+                .hash(b"correct horse")
+                .unwrap_or_else(|e| panic!("{params}: {e}"));
+            assert_eq!(
+                verify(b"correct horse", &stored).ok(),
+                Some(true),
+                "{params}"
+            );
+            assert_eq!(
+                verify(b"correct horsf", &stored).ok(),
+                Some(false),
+                "{params}"
+            );
             assert!(!params.is_stale(&stored), "{params}: {stored}");
         }
     }

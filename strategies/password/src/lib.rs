@@ -13,8 +13,8 @@ use std::sync::Arc;
 use authd_strategy_api::toml;
 use authd_strategy_api::{
     Error, FieldErrors, IssuedToken, Method, Outcome, PhaseRequest, PhaseSpec, Problems, Purpose,
-    Rejection, ResetMessage, ResourceSpec, Sender, Services, Strategy, StrategyFactory,
-    TokenError, UniqueKey, UserRecord, ValidatedStrategy, Verdict,
+    Rejection, ResetMessage, ResourceSpec, Sender, Services, Strategy, StrategyFactory, TokenError,
+    UniqueKey, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -99,7 +99,11 @@ impl ValidatedStrategy for Validated {
             "password (identity `{}`, hash {}{})",
             c.identity_field,
             c.hash,
-            if c.resettable.is_some() { ", resettable" } else { "" }
+            if c.resettable.is_some() {
+                ", resettable"
+            } else {
+                ""
+            }
         )
     }
 
@@ -226,7 +230,10 @@ impl Inner {
             if chars < c.password_min_length {
                 errors.add(
                     &c.password_field,
-                    format!("is too short (minimum {} characters)", c.password_min_length),
+                    format!(
+                        "is too short (minimum {} characters)",
+                        c.password_min_length
+                    ),
                 );
             } else if chars > c.password_max_length {
                 errors.add(
@@ -250,10 +257,7 @@ impl Inner {
             if let (Some(p), Some(conf)) = (password, confirmation)
                 && p != conf
             {
-                errors.add(
-                    &c.password_confirmation_field,
-                    "does not match password",
-                );
+                errors.add(&c.password_confirmation_field, "does not match password");
             }
         }
         password
@@ -361,7 +365,10 @@ impl Inner {
             Some(Value::String(s)) if s == "user" || s == "session" => false,
             Some(Value::String(s)) if s == "sign_in" && c.sign_in_tokens_enabled => true,
             Some(Value::String(s)) if s == "sign_in" => {
-                errors.add("token_type", "sign-in tokens are not enabled for this strategy");
+                errors.add(
+                    "token_type",
+                    "sign-in tokens are not enabled for this strategy",
+                );
                 false
             }
             Some(_) => {
@@ -417,11 +424,18 @@ impl Inner {
                 match self
                     .services
                     .users
-                    .set_secret(&self.subject, user.id, &c.hashed_password_field, new_hash.clone(), None)
+                    .set_secret(
+                        &self.subject,
+                        user.id,
+                        &c.hashed_password_field,
+                        new_hash.clone(),
+                        None,
+                    )
                     .await
                 {
                     Ok(true) => {
-                        user.secrets.insert(c.hashed_password_field.clone(), new_hash);
+                        user.secrets
+                            .insert(c.hashed_password_field.clone(), new_hash);
                     }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "AU0102 rehash on sign-in not stored"),
@@ -521,7 +535,9 @@ impl Inner {
             return invalid(errors);
         }
         let act = format!("password_reset_with_{}", self.name);
-        let Some((user, claims)) = self.check_token(token, Purpose::PasswordReset, &act).await?
+        let Some((user, claims)) = self
+            .check_token(token, Purpose::PasswordReset, &act)
+            .await?
         else {
             return rejected(Rejection::InvalidToken);
         };

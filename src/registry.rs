@@ -1,0 +1,150 @@
+//! The registry: which strategy types exist, and the live routing table built from a
+//! validated config.
+//!
+//! Adding a strategy type is one line in [`FACTORIES`]. The registry knows no HTTP: the server
+//! asks it for `(subject, strategy)` and gets a live [`Strategy`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use authd_strategy_api::{
+    PhaseSpec, Problems, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
+};
+
+use crate::config::Config;
+
+/// Every strategy type authd knows, by its `type` name.
+pub const FACTORIES: &[&dyn StrategyFactory] = &[&authd_password::Factory];
+
+/// Validates one strategy table with the factory its `type` names.
+///
+/// # Errors
+/// An unknown type, or every problem the factory found.
+pub fn validate_strategy(
+    path: &str,
+    name: &str,
+    resource: &ResourceSpec,
+    type_name: &str,
+    table: authd_strategy_api::toml::Table,
+) -> Result<Box<dyn ValidatedStrategy>, Problems> {
+    match FACTORIES.iter().find(|f| f.type_name() == type_name) {
+        Some(factory) => factory.validate(path, name, resource, table),
+        None => {
+            let known: Vec<_> = FACTORIES.iter().map(|f| f.type_name()).collect();
+            let mut problems = Problems::default();
+            problems.push(
+                format!("{path}.type"),
+                format!(
+                    "unknown strategy type `{type_name}` (known: {})",
+                    known.join(", ")
+                ),
+            );
+            Err(problems)
+        }
+    }
+}
+
+/// Parses and validates a whole file with the registry's factories.
+///
+/// # Errors
+/// Every problem found.
+pub fn parse_config(text: &str) -> Result<Config, Problems> {
+    Config::parse(text, &validate_strategy)
+}
+
+/// One route of a strategy phase, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub methods: Vec<&'static str>,
+    pub path: String,
+}
+
+/// Lists every route a config serves, in a stable order.
+pub fn routes(config: &Config) -> Vec<Route> {
+    let mut out = vec![Route {
+        methods: vec!["GET"],
+        path: "/healthz".into(),
+    }];
+    for resource in &config.resources {
+        let subject = &resource.spec.name;
+        out.push(Route {
+            methods: vec!["GET"],
+            path: format!("/auth/{subject}/me"),
+        });
+        out.push(Route {
+            methods: vec!["POST"],
+            path: format!("/auth/{subject}/sign_out"),
+        });
+        for strategy in &resource.strategies {
+            for phase in strategy.validated.phases() {
+                out.push(Route {
+                    methods: phase.methods.iter().map(|m| m.as_str()).collect(),
+                    path: format!("/auth/{subject}/{}/{}", strategy.name, phase.name),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The live strategies of one config: what a request snapshot holds from start to end.
+pub struct Registry {
+    subjects: BTreeSet<String>,
+    strategies: BTreeMap<(String, String), Arc<dyn Strategy>>,
+}
+
+impl Registry {
+    /// Instantiates every strategy of `config` over `services`.
+    pub fn build(config: &Config, services: &Services) -> Registry {
+        let mut subjects = BTreeSet::new();
+        let mut strategies = BTreeMap::new();
+        for resource in &config.resources {
+            let subject = resource.spec.name.clone();
+            for s in &resource.strategies {
+                let live = s.validated.instantiate(&subject, &s.name, services);
+                strategies.insert((subject.clone(), s.name.clone()), live);
+            }
+            subjects.insert(subject);
+        }
+        Registry {
+            subjects,
+            strategies,
+        }
+    }
+
+    pub fn has_subject(&self, subject: &str) -> bool {
+        self.subjects.contains(subject)
+    }
+
+    pub fn strategy(&self, subject: &str, strategy: &str) -> Option<&Arc<dyn Strategy>> {
+        self.strategies
+            .get(&(subject.to_string(), strategy.to_string()))
+    }
+
+    /// The phase spec of `phase` on a strategy, if it serves it.
+    pub fn phase<'a>(strategy: &'a Arc<dyn Strategy>, phase: &str) -> Option<&'a PhaseSpec> {
+        strategy.phases().iter().find(|p| p.name == phase)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factory_names_are_unique() {
+        let names: BTreeSet<_> = FACTORIES.iter().map(|f| f.type_name()).collect();
+        assert_eq!(names.len(), FACTORIES.len());
+    }
+
+    #[test]
+    fn unknown_strategy_type_names_the_known_ones() {
+        let text = "version = 1\n[resources.user.attributes]\nemail = { type = \"ci_string\", unique = true }\n\
+                    [resources.user.strategies.magic]\ntype = \"magic_link\"\n";
+        let err = parse_config(text)
+            .err()
+            .unwrap_or_else(|| panic!("should fail"));
+        assert_eq!(err.0[0].path, "resources.user.strategies.magic.type");
+        assert!(err.0[0].message.contains("password"), "{err}");
+    }
+}

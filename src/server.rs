@@ -1,0 +1,485 @@
+//! The HTTP server (hyper 1 + hyper-util): routing, body limits, parameter decoding and the
+//! one function that turns every verdict and error into a response. The only module that
+//! knows inbound HTTP.
+//!
+//! Each request takes one snapshot of the current [`Generation`] (config and registry) and
+//! keeps it to the end, so a reload never changes the rules under a request in flight.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use authd_strategy_api::{
+    Claims, FieldErrors, HashPool, Params, PhaseRequest, Purpose, Rejection, TokenError,
+    TokenStore, Tokens, UserStore, Verdict,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::tokens::TokenService;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// One loaded configuration: what a request snapshot holds.
+pub struct Generation {
+    pub registry: Registry,
+    pub max_body_bytes: usize,
+    /// 1 for the config loaded at start, +1 per applied reload.
+    pub number: u64,
+    /// SHA-256 (hex, first 16 characters) of the file in force.
+    pub file_hash: String,
+    /// When it was loaded, in Unix seconds.
+    pub loaded_at: u64,
+}
+
+/// What every request shares.
+pub struct Shared {
+    pub current: ArcSwap<Generation>,
+    pub tokens: Arc<TokenService>,
+    pub store: Store,
+    pub pool: HashPool,
+}
+
+/// Serves `listener` until `shutdown` turns true (or its sender goes), then lets in-flight
+/// requests finish for up to [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "HT0001 accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let service = service_fn(move |req| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("HT0002 connections still open after the shutdown grace period");
+        }
+    }
+}
+
+/// Resolves once the stop flag is true, or its sender is gone.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Everything a request can end in other than success; mapped to a response in one place.
+#[derive(Debug)]
+enum Failure {
+    NotFound,
+    MethodNotAllowed(String),
+    UnsupportedMediaType,
+    PayloadTooLarge(usize),
+    Malformed(String),
+    Rejected(Rejection),
+    Internal(String),
+}
+
+impl From<authd_strategy_api::Error> for Failure {
+    fn from(e: authd_strategy_api::Error) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid => Failure::Rejected(Rejection::InvalidToken),
+            TokenError::Internal(e) => e.into(),
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: &Value) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_body(code: &str, message: &str, fields: Option<&FieldErrors>) -> Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(fields) = fields {
+        error["fields"] = json!(fields);
+    }
+    json!({ "error": error })
+}
+
+/// The one mapping from failures to responses. Clients get a stable code and a generic
+/// message; the cause of a 500 goes to the log only.
+fn failure_response(failure: Failure) -> Reply {
+    match failure {
+        Failure::NotFound => json_response(
+            StatusCode::NOT_FOUND,
+            &error_body("not_found", "No such route", None),
+        ),
+        Failure::MethodNotAllowed(allow) => {
+            let mut r = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &error_body(
+                    "method_not_allowed",
+                    &format!("Allowed methods: {allow}"),
+                    None,
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            r
+        }
+        Failure::UnsupportedMediaType => json_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &error_body(
+                "unsupported_media_type",
+                "Send the body as application/json",
+                None,
+            ),
+        ),
+        Failure::PayloadTooLarge(max) => json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &error_body(
+                "payload_too_large",
+                &format!("The body is larger than {max} bytes"),
+                None,
+            ),
+        ),
+        Failure::Malformed(message) => json_response(
+            StatusCode::BAD_REQUEST,
+            &error_body("malformed", &message, None),
+        ),
+        Failure::Rejected(Rejection::AuthenticationFailed) => json_response(
+            StatusCode::UNAUTHORIZED,
+            &error_body("authentication_failed", "Authentication failed", None),
+        ),
+        Failure::Rejected(Rejection::InvalidToken) => json_response(
+            StatusCode::UNAUTHORIZED,
+            &error_body("invalid_token", "The token is invalid or has expired", None),
+        ),
+        Failure::Rejected(Rejection::Invalid(fields)) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &error_body("invalid", "Some fields are invalid", Some(&fields)),
+        ),
+        Failure::Rejected(Rejection::Busy { retry_after_secs }) => {
+            let mut r = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error_body(
+                    "busy",
+                    "Too many requests are being processed; retry shortly",
+                    None,
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            r
+        }
+        Failure::Internal(cause) => {
+            tracing::error!(%cause, "HT0500 internal error");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_body("internal", "Internal error", None),
+            )
+        }
+    }
+}
+
+async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+    let generation = shared.current.load_full();
+    match route(shared, &generation, peer, req).await {
+        Ok(reply) => reply,
+        Err(failure) => failure_response(failure),
+    }
+}
+
+fn allow(methods: &[&str], method: &Method) -> Result<(), Failure> {
+    if methods.contains(&method.as_str()) {
+        Ok(())
+    } else {
+        Err(Failure::MethodNotAllowed(methods.join(", ")))
+    }
+}
+
+async fn route(
+    shared: &Shared,
+    generation: &Generation,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Reply, Failure> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["healthz"] => {
+            allow(&["GET"], req.method())?;
+            Ok(health(shared, generation))
+        }
+        ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
+            allow(&["GET"], req.method())?;
+            me(shared, subject, &req).await
+        }
+        ["auth", subject, "sign_out"] if generation.registry.has_subject(subject) => {
+            allow(&["POST"], req.method())?;
+            sign_out(shared, subject, &req).await
+        }
+        ["auth", subject, strategy_name, phase_name] => {
+            let strategy = generation
+                .registry
+                .strategy(subject, strategy_name)
+                .ok_or(Failure::NotFound)?;
+            let phase = Registry::phase(strategy, phase_name).ok_or(Failure::NotFound)?;
+            let methods: Vec<&str> = phase.methods.iter().map(|m| m.as_str()).collect();
+            allow(&methods, req.method())?;
+            let params = read_params(req, subject, generation.max_body_bytes).await?;
+            let verdict = strategy
+                .handle(
+                    phase.name,
+                    PhaseRequest {
+                        params,
+                        client_ip: Some(peer.ip()),
+                    },
+                )
+                .await?;
+            verdict_response(verdict)
+        }
+        _ => Err(Failure::NotFound),
+    }
+}
+
+fn verdict_response(verdict: Verdict) -> Result<Reply, Failure> {
+    match verdict {
+        Verdict::Authenticated {
+            user,
+            token,
+            created,
+        } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(
+                status,
+                &json!({ "user": user.public_view(), "token": token.token }),
+            ))
+        }
+        Verdict::Accepted => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({ "status": "accepted" }),
+        )),
+        Verdict::Rejected(r) => Err(Failure::Rejected(r)),
+    }
+}
+
+fn health(shared: &Shared, generation: &Generation) -> Reply {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "config": {
+                "generation": generation.number,
+                "file_hash": generation.file_hash,
+                "loaded_at": generation.loaded_at,
+            },
+            "hash_pool": {
+                "workers": shared.pool.workers(),
+                "queue_capacity": shared.pool.depth(),
+                "pending": shared.pool.pending(),
+            },
+        }),
+    )
+}
+
+/// Reads the request's parameters: the query string for GET; for POST a JSON object (the
+/// body), plus a `token` query parameter if the body has none. Parameters nested under the
+/// subject name (`{"user": {...}}`) are taken out of their envelope.
+async fn read_params(req: Request<Incoming>, subject: &str, max: usize) -> Result<Params, Failure> {
+    let query: Params = req
+        .uri()
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if req.method() == Method::GET {
+        return Ok(query);
+    }
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Failure::PayloadTooLarge(max));
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge(max)),
+        Err(e) => return Err(Failure::Malformed(format!("could not read the body: {e}"))),
+    };
+
+    let mut params = if body.is_empty() {
+        Params::new()
+    } else {
+        if is_json != Some(true) {
+            return Err(Failure::UnsupportedMediaType);
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(Failure::Malformed("the body must be a JSON object".into())),
+            Err(e) => {
+                return Err(Failure::Malformed(format!(
+                    "the body is not valid JSON: {e}"
+                )));
+            }
+        }
+    };
+    if let Some(Value::Object(_)) = params.get(subject)
+        && let Some(Value::Object(inner)) = params.remove(subject)
+    {
+        // AshAuthentication's form: {"user": {...}}; top-level keys (e.g. token_type) stay.
+        for (k, v) in inner {
+            params.insert(k, v);
+        }
+    }
+    if let Some(token) = query.get("token")
+        && !params.contains_key("token")
+    {
+        params.insert("token".into(), token.clone());
+    }
+    Ok(params)
+}
+
+/// Checks a session token from `Authorization: Bearer`: signature, purpose, subject and
+/// revocation. Returns its claims and the user id.
+async fn session(
+    shared: &Shared,
+    subject: &str,
+    req: &Request<Incoming>,
+) -> Result<(Claims, uuid::Uuid), Failure> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    let claims = shared.tokens.verify(token)?;
+    let id = claims
+        .user_id(subject)
+        .filter(|_| claims.purpose == Purpose::User)
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    if shared.store.is_revoked(&claims.jti).await? {
+        return Err(Failure::Rejected(Rejection::InvalidToken));
+    }
+    Ok((claims, id))
+}
+
+async fn me(shared: &Shared, subject: &str, req: &Request<Incoming>) -> Result<Reply, Failure> {
+    let (_, id) = session(shared, subject, req).await?;
+    let user = shared
+        .store
+        .get(subject, id)
+        .await?
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "user": user.public_view() }),
+    ))
+}
+
+async fn sign_out(
+    shared: &Shared,
+    subject: &str,
+    req: &Request<Incoming>,
+) -> Result<Reply, Failure> {
+    let (claims, _) = session(shared, subject, req).await?;
+    shared.store.revoke(&claims.jti, claims.exp).await?;
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,1 +1,11 @@
-fn main() {}
+//! End-to-end tests: the real daemon on a real port, a temporary redb file, a config written
+//! by the test, and a real HTTP client. One binary (see STYLE.md: every file in tests/ would
+//! be another binary to link).
+
+mod cli;
+mod flows;
+mod http_errors;
+mod multi;
+mod restart;
+mod tokens;
+mod util;

@@ -81,6 +81,8 @@ pub enum Rejection {
 }
 
 /// The answer of a phase.
+// One verdict per request, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// The user is authenticated and gets a token (`created` for a registration).
@@ -168,7 +170,7 @@ impl AttributeSpec {
                 Err("must be an integer between -2^63 and 2^63-1".into())
             }
             (AttributeType::Boolean, Value::Bool(_)) => Ok(value.clone()),
-            _ => Err(format!("must be a {}", type_phrase(self.ty))),
+            _ => Err(format!("must be {}", type_phrase(self.ty))),
         }
     }
 
@@ -184,9 +186,9 @@ impl AttributeSpec {
 
 fn type_phrase(ty: AttributeType) -> &'static str {
     match ty {
-        AttributeType::String | AttributeType::CiString => "string",
-        AttributeType::Integer => "integer",
-        AttributeType::Boolean => "boolean",
+        AttributeType::String | AttributeType::CiString => "a string",
+        AttributeType::Integer => "an integer",
+        AttributeType::Boolean => "a boolean",
     }
 }
 

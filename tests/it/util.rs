@@ -1,0 +1,252 @@
+//! Test helpers: start the daemon from a config string, talk to it over HTTP.
+
+use std::path::PathBuf;
+
+use authd::Daemon;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// Cheap hash parameters for tests, per algorithm.
+pub const ARGON2: &str =
+    r#"{ algorithm = "argon2id", memory_kib = 64, iterations = 1, parallelism = 1 }"#;
+pub const SCRYPT: &str = r#"{ algorithm = "scrypt", log_n = 4, r = 8, p = 1 }"#;
+pub const BCRYPT: &str = r#"{ algorithm = "bcrypt", cost = 4 }"#;
+
+/// The usual test resource: `user` with email + name and a resettable password strategy.
+pub fn user_resource(hash: &str, extra: &str) -> String {
+    format!(
+        r#"
+[resources.user]
+attributes.email = {{ type = "ci_string", unique = true }}
+attributes.name = {{ type = "string", max_length = 20 }}
+attributes.age = {{ type = "integer" }}
+[resources.user.strategies.password]
+type = "password"
+identity_field = "email"
+hash = {hash}
+{extra}
+"#
+    )
+}
+
+pub struct TestServer {
+    pub daemon: Option<Daemon>,
+    pub base: String,
+    pub db: PathBuf,
+    /// Holds the temporary folder (and the database in it) for the life of the server.
+    _dir: tempfile::TempDir,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The whole file for `body` (resources and anything else), with a port of 0 and `db`.
+pub fn config_text(db: &std::path::Path, server_extra: &str, body: &str) -> String {
+    format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
+         [store]\npath = {:?}\n{body}",
+        db.display().to_string()
+    )
+}
+
+impl TestServer {
+    pub async fn start(body: &str) -> TestServer {
+        Self::start_with(body, "").await
+    }
+
+    pub async fn start_with(body: &str, server_extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let db = dir.path().join("authd.redb");
+        let mut server = TestServer {
+            daemon: None,
+            base: String::new(),
+            db,
+            _dir: dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        server.boot(body, server_extra).await;
+        server
+    }
+
+    /// Starts (again) on the same database file.
+    pub async fn boot(&mut self, body: &str, server_extra: &str) {
+        let text = config_text(&self.db, server_extra, body);
+        let config = authd::parse_config(&text).unwrap_or_else(|p| panic!("config: {p}\n{text}"));
+        let daemon = Daemon::start(config, &text)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        self.base = format!("http://{}", daemon.addr());
+        self.daemon = Some(daemon);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await;
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(body.into()))
+            .unwrap_or_else(|e| panic!("request: {e}"));
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {bytes:?}"))
+        };
+        (status, headers, value)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .raw(
+                Method::POST,
+                path,
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (s, _, v) = self.raw(Method::GET, path, &headers, Bytes::new()).await;
+        (s, v)
+    }
+
+    /// Registers `email` with `password` on `/auth/user/password`; returns the session token.
+    pub async fn register(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/auth/user/password/register",
+                json!({"user": {"email": email, "password": password, "password_confirmation": password}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        token_of(&body)
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/auth/user/password/sign_in",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+}
+
+pub fn token_of(body: &Value) -> String {
+    body["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {body}"))
+        .to_string()
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+/// A small HTTP receiver standing in for a webhook endpoint: records every JSON body POSTed.
+pub struct Receiver {
+    pub url: String,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+pub async fn receiver() -> Receiver {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let bytes = req.into_body().collect().await.map(|b| b.to_bytes());
+                        if let Ok(v) = serde_json::from_slice::<Value>(&bytes.unwrap_or_default()) {
+                            let _ = tx.send(v);
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Receiver {
+        url: format!("http://{addr}/password-reset"),
+        rx,
+    }
+}
+
+impl Receiver {
+    /// The next delivery, waiting up to 5 s.
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no webhook delivery within 5 s"))
+            .unwrap_or_else(|| panic!("receiver closed"))
+    }
+
+    /// Asserts nothing arrives for `ms` milliseconds.
+    pub async fn nothing_for(&mut self, ms: u64) {
+        let got = tokio::time::timeout(std::time::Duration::from_millis(ms), self.rx.recv()).await;
+        assert!(got.is_err(), "unexpected delivery: {got:?}");
+    }
+}
+
+/// The claims of a JWT, read without checking the signature.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_else(|e| panic!("payload: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("claims: {e}"))
+}

@@ -42,6 +42,7 @@ pub enum StartError {
 /// A running daemon.
 pub struct Daemon {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     purge: JoinHandle<()>,
@@ -102,7 +103,7 @@ impl Daemon {
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(server::serve(
             listener,
-            shared,
+            Arc::clone(&shared),
             config.server.max_connections,
             stopped.clone(),
         ));
@@ -110,6 +111,7 @@ impl Daemon {
         tracing::info!(%addr, resources = config.resources.len(), "authd listening");
         Ok(Daemon {
             addr,
+            shared,
             stop,
             server,
             purge,
@@ -119,6 +121,19 @@ impl Daemon {
     /// The address actually bound (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Answers one request in-process, exactly as the server would, without a socket (for
+    /// benchmarks of the request path).
+    pub async fn handle<B>(
+        &self,
+        req: hyper::Request<B>,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        server::handle(&self.shared, SocketAddr::from(([127, 0, 0, 1], 0)), req).await
     }
 
     /// Stops accepting, lets in-flight requests finish, and releases the store.

@@ -35,6 +35,10 @@ pub enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// The file in force: list, change by change, what a reload from it to --config would
+        /// do and whether each change applies live or needs a restart (a dry run of the reload).
+        #[arg(long)]
+        against: Option<PathBuf>,
     },
 }
 
@@ -107,17 +111,57 @@ pub fn describe(path: &Path, config: &Config) -> String {
     out
 }
 
-/// `authd check`.
-pub fn check(path: &Path) -> ExitCode {
-    match load(path) {
-        Ok((config, _)) => {
-            print!("{}", describe(path, &config));
-            ExitCode::SUCCESS
-        }
+/// `authd check`: runs exactly the validation a reload runs; with `against`, also the
+/// restart-only check, and lists the changes.
+pub fn check(path: &Path, against: Option<&Path>) -> ExitCode {
+    let (config, text) = match load(path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e:#}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let Some(current_path) = against else {
+        print!("{}", describe(path, &config));
+        return ExitCode::SUCCESS;
+    };
+    let (current, current_text) = match load(current_path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("the file in force does not load: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Ok(current_table), Ok(new_table)) = (
+        toml::from_str::<toml::Table>(&current_text),
+        toml::from_str::<toml::Table>(&text),
+    ) else {
+        eprintln!("unreachable: both files parsed above");
+        return ExitCode::FAILURE;
+    };
+    let changes = crate::diff::changes(&current_table, &new_table, &current, &config);
+    if changes.is_empty() {
+        println!(
+            "{} -> {}: no changes",
+            current_path.display(),
+            path.display()
+        );
+    } else {
+        println!("{} -> {}:", current_path.display(), path.display());
+        for change in &changes {
+            println!("  {change}");
+        }
+    }
+    let refused = crate::daemon::restart_only_changes(&current, &config);
+    if refused.is_empty() {
+        println!("a reload would apply these changes live");
+        ExitCode::SUCCESS
+    } else {
+        println!("a reload would be REFUSED as a whole; restart to apply:");
+        for p in &refused.0 {
+            println!("  {p}");
+        }
+        ExitCode::FAILURE
     }
 }
 
@@ -127,7 +171,21 @@ pub fn check(path: &Path) -> ExitCode {
 /// When the config is invalid or the daemon cannot start.
 pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let (config, text) = load(path)?;
-    let daemon = crate::Daemon::start(config, &text).await?;
+    let mut daemon = crate::Daemon::start(config, &text).await?;
+    let triggers = daemon.watch(path)?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = triggers.send(crate::daemon::Trigger::Forced).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(triggers);
     wait_for_stop_signal().await;
     tracing::info!("stopping");
     daemon.shutdown().await;

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diff;
 pub mod registry;
 pub mod senders;
 pub mod server;

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => cli::check(&config),
+        Command::Check { config, against } => cli::check(&config, against.as_deref()),
         Command::Serve { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -112,6 +112,11 @@ impl Registry {
         }
     }
 
+    /// Every live strategy as `((subject, name), strategy)`.
+    pub fn strategies(&self) -> impl Iterator<Item = (&(String, String), &Arc<dyn Strategy>)> {
+        self.strategies.iter()
+    }
+
     pub fn has_subject(&self, subject: &str) -> bool {
         self.subjects.contains(subject)
     }

@@ -47,14 +47,52 @@ pub struct Generation {
     pub file_hash: String,
     /// When it was loaded, in Unix seconds.
     pub loaded_at: u64,
+    /// Signs and checks tokens with this generation's key and settings.
+    pub tokens: Arc<TokenService>,
+    /// The hashing pool (shared with the previous generation unless its size changed).
+    pub pool: HashPool,
 }
 
-/// What every request shares.
+/// What every request shares, across generations.
 pub struct Shared {
     pub current: ArcSwap<Generation>,
-    pub tokens: Arc<TokenService>,
     pub store: Store,
-    pub pool: HashPool,
+    /// What `/healthz` reports beyond the generation in force.
+    pub status: std::sync::Mutex<Status>,
+}
+
+/// The last reload failure and the stale-hash census, for `/healthz`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Status {
+    /// Set when the latest file was rejected; cleared by the next applied reload.
+    pub last_reload_error: Option<ReloadFailure>,
+    /// Users whose stored hash was made with other parameters than the current ones.
+    pub stale_hashes: Option<StaleCensus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadFailure {
+    /// Unix seconds.
+    pub at: u64,
+    pub file_hash: Option<String>,
+    /// Every problem, each with its TOML path.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StaleCensus {
+    /// Unix seconds.
+    pub computed_at: u64,
+    /// `"<subject>/<strategy>"` -> counts.
+    pub strategies: std::collections::BTreeMap<String, StaleCount>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StaleCount {
+    /// Users holding a credential of this strategy.
+    pub users: u64,
+    /// Of those, how many hashes will be upgraded at their next sign-in.
+    pub stale: u64,
 }
 
 /// Serves `listener` until `shutdown` turns true (or its sender goes), then lets in-flight
@@ -288,11 +326,11 @@ where
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
             allow(&["GET"], req.method())?;
-            me(shared, subject, &req).await
+            me(shared, generation, subject, &req).await
         }
         ["auth", subject, "sign_out"] if generation.registry.has_subject(subject) => {
             allow(&["POST"], req.method())?;
-            sign_out(shared, subject, &req).await
+            sign_out(shared, generation, subject, &req).await
         }
         ["auth", subject, strategy_name, phase_name] => {
             let strategy = generation
@@ -344,6 +382,7 @@ fn verdict_response(verdict: Verdict) -> Result<Reply, Failure> {
 }
 
 fn health(shared: &Shared, generation: &Generation) -> Reply {
+    let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
     json_response(
         StatusCode::OK,
         &json!({
@@ -353,10 +392,12 @@ fn health(shared: &Shared, generation: &Generation) -> Reply {
                 "file_hash": generation.file_hash,
                 "loaded_at": generation.loaded_at,
             },
+            "last_reload_error": status.last_reload_error,
+            "stale_hashes": status.stale_hashes,
             "hash_pool": {
-                "workers": shared.pool.workers(),
-                "queue_capacity": shared.pool.depth(),
-                "pending": shared.pool.pending(),
+                "workers": generation.pool.workers(),
+                "queue_capacity": generation.pool.depth(),
+                "pending": generation.pool.pending(),
             },
         }),
     )
@@ -444,6 +485,7 @@ where
 /// revocation. Returns its claims and the user id.
 async fn session<B>(
     shared: &Shared,
+    generation: &Generation,
     subject: &str,
     req: &Request<B>,
 ) -> Result<(Claims, uuid::Uuid), Failure> {
@@ -456,7 +498,7 @@ async fn session<B>(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
-    let claims = shared.tokens.verify(token)?;
+    let claims = generation.tokens.verify(token)?;
     let id = claims
         .user_id(subject)
         .filter(|_| claims.purpose == Purpose::User)
@@ -467,8 +509,13 @@ async fn session<B>(
     Ok((claims, id))
 }
 
-async fn me<B>(shared: &Shared, subject: &str, req: &Request<B>) -> Result<Reply, Failure> {
-    let (_, id) = session(shared, subject, req).await?;
+async fn me<B>(
+    shared: &Shared,
+    generation: &Generation,
+    subject: &str,
+    req: &Request<B>,
+) -> Result<Reply, Failure> {
+    let (_, id) = session(shared, generation, subject, req).await?;
     let user = shared
         .store
         .get(subject, id)
@@ -480,8 +527,13 @@ async fn me<B>(shared: &Shared, subject: &str, req: &Request<B>) -> Result<Reply
     ))
 }
 
-async fn sign_out<B>(shared: &Shared, subject: &str, req: &Request<B>) -> Result<Reply, Failure> {
-    let (claims, _) = session(shared, subject, req).await?;
+async fn sign_out<B>(
+    shared: &Shared,
+    generation: &Generation,
+    subject: &str,
+    req: &Request<B>,
+) -> Result<Reply, Failure> {
+    let (claims, _) = session(shared, generation, subject, req).await?;
     shared.store.revoke(&claims.jti, claims.exp).await?;
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;

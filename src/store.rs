@@ -216,6 +216,24 @@ impl Store {
             .transpose()
     }
 
+    /// Calls `f` with every user of `subject`, from one read snapshot. Blocking: O(users).
+    ///
+    /// # Errors
+    /// When the store fails or a record is unreadable.
+    pub fn for_each_user(
+        &self,
+        subject: &str,
+        mut f: impl FnMut(&UserRecord),
+    ) -> Result<(), Error> {
+        let tx = self.db.begin_read()?;
+        let users = tx.open_table(USERS)?;
+        for entry in users.range((subject, 0u128)..=(subject, u128::MAX))? {
+            let (key, value) = entry?;
+            f(&StoredUserV1::decode(key.value().1, value.value())?);
+        }
+        Ok(())
+    }
+
     fn get_sync(&self, subject: &str, id: Uuid) -> Result<Option<UserRecord>, Error> {
         let tx = self.db.begin_read()?;
         let users = tx.open_table(USERS)?;
@@ -431,6 +449,25 @@ mod tests {
         assert_eq!(
             stored.and_then(|u| u.secrets.get("hashed_password").cloned()),
             Some("h2".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn for_each_user_visits_the_users_of_one_subject() {
+        let (_dir, store) = store();
+        for (subject, email) in [("user", "a@x"), ("user", "b@x"), ("admin", "c@x")] {
+            assert!(matches!(
+                store.insert(subject, new_user(email)).await,
+                Ok(Ok(_))
+            ));
+        }
+        let mut seen = Vec::new();
+        let r = store.for_each_user("user", |u| seen.push(u.attributes["email"].clone()));
+        assert!(r.is_ok(), "{r:?}");
+        seen.sort_by_key(ToString::to_string);
+        assert_eq!(
+            seen,
+            vec![serde_json::json!("a@x"), serde_json::json!("b@x")]
         );
     }
 

@@ -6,6 +6,7 @@ mod cli;
 mod flows;
 mod http_errors;
 mod multi;
+mod reload;
 mod restart;
 mod tokens;
 mod util;

@@ -72,6 +72,82 @@ impl TestServer {
         server
     }
 
+    /// Starts from a config file in the temporary folder, watched for changes like
+    /// `authd serve` does.
+    pub async fn start_watching(body: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let db = dir.path().join("authd.redb");
+        let mut server = TestServer {
+            daemon: None,
+            base: String::new(),
+            db,
+            _dir: dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let text = config_text(&server.db, "", body);
+        std::fs::write(server.config_path(), &text).unwrap_or_else(|e| panic!("{e}"));
+        let config = authd::parse_config(&text).unwrap_or_else(|p| panic!("config: {p}"));
+        let mut daemon = Daemon::start(config, &text)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        daemon
+            .watch(&server.config_path())
+            .unwrap_or_else(|e| panic!("watch: {e}"));
+        server.base = format!("http://{}", daemon.addr());
+        server.daemon = Some(daemon);
+        server
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.db.with_file_name("authd.toml")
+    }
+
+    /// The whole file for `body` on this server's database.
+    pub fn text_for(&self, body: &str) -> String {
+        config_text(&self.db, "", body)
+    }
+
+    /// Saves the config file the way editors do: write a temporary file, rename it over.
+    pub fn save_by_rename(&self, text: &str) {
+        let tmp = self.db.with_file_name(".authd.toml.tmp");
+        std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&tmp, self.config_path()).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Overwrites the config file in place.
+    pub fn save_in_place(&self, text: &str) {
+        std::fs::write(self.config_path(), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub async fn health(&self) -> Value {
+        let (status, body) = self.get("/healthz", None).await;
+        assert_eq!(status, StatusCode::OK);
+        body
+    }
+
+    /// Waits (up to 5 s) until `/healthz` shows `pred` true.
+    pub async fn wait_health(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let h = self.health().await;
+            if pred(&h) {
+                return h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {h}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait_generation(&self, n: u64) -> Value {
+        self.wait_health(&format!("generation {n}"), |h| {
+            h["config"]["generation"] == n
+        })
+        .await
+    }
+
     /// Starts (again) on the same database file.
     pub async fn boot(&mut self, body: &str, server_extra: &str) {
         let text = config_text(&self.db, server_extra, body);
@@ -249,4 +325,36 @@ pub fn claims_of(token: &str) -> Value {
         .decode(payload)
         .unwrap_or_else(|e| panic!("payload: {e}"));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("claims: {e}"))
+}
+
+/// A client for a daemon that this test did not start in-process.
+pub struct Probe {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Probe {
+    pub fn new(base: &str) -> Probe {
+        Probe {
+            base: base.to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Polls `/healthz` for up to 10 s until `pred` holds; `None` if it never did.
+    pub async fn wait_health(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let uri = format!("{}/healthz", self.base);
+            if let Ok(resp) = self.client.get(uri.parse().unwrap_or_default()).await
+                && let Ok(body) = resp.into_body().collect().await
+                && let Ok(v) = serde_json::from_slice::<Value>(&body.to_bytes())
+                && pred(&v)
+            {
+                return Some(v);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
 }

@@ -269,4 +269,12 @@ pub trait Strategy: Send + Sync {
     /// # Errors
     /// Only when the machinery fails; every refusal is a [`Verdict::Rejected`].
     async fn handle(&self, phase: &str, request: PhaseRequest) -> Outcome;
+
+    /// Whether `user`'s credential for this strategy was made with other settings than the
+    /// current ones and will be upgraded at its next use; `None` when the user has no
+    /// credential of this strategy. Used for the stale-hash census in `/healthz`.
+    fn credential_is_stale(&self, user: &UserRecord) -> Option<bool> {
+        let _ = user;
+        None
+    }
 }

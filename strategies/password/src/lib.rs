@@ -166,6 +166,11 @@ impl Strategy for PasswordStrategy {
             _ => Ok(Verdict::Rejected(Rejection::InvalidToken)),
         }
     }
+
+    fn credential_is_stale(&self, user: &UserRecord) -> Option<bool> {
+        let stored = user.secrets.get(&self.0.config.hashed_password_field)?;
+        Some(self.0.config.hash.is_stale(stored))
+    }
 }
 
 fn invalid(errors: FieldErrors) -> Outcome {

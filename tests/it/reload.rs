@@ -1,0 +1,284 @@
+//! Hot reload: real files, real `notify` events, a real signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use authd_strategy_api::UserStore;
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::util::{self, ARGON2, BCRYPT, TestServer, token_of};
+
+async fn stored_hash(db: &std::path::Path, email: &str) -> String {
+    let store = authd::store::Store::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let key = authd_strategy_api::UniqueKey {
+        field: "email".into(),
+        value: email.into(),
+    };
+    let user = store.find_by_unique("user", &key).await.ok().flatten();
+    user.and_then(|u| u.secrets.get("hashed_password").cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_hash_algorithm_change_applies_live_and_old_users_are_rehashed() {
+    let mut s = TestServer::start_watching(&util::user_resource(BCRYPT, "")).await;
+    s.register("old@example.com", "correct horse").await;
+
+    s.save_by_rename(&s.text_for(&util::user_resource(ARGON2, "")));
+    let health = s.wait_generation(2).await;
+    assert!(health["last_reload_error"].is_null(), "{health}");
+    // The census after the reload counts the bcrypt user as stale.
+    s.wait_health("the census of generation 2", |h| {
+        let census = &h["stale_hashes"]["strategies"]["user/password"];
+        census["users"] == 1 && census["stale"] == 1
+    })
+    .await;
+
+    s.register("new@example.com", "correct horse").await;
+    assert_eq!(
+        s.sign_in("old@example.com", "correct horse").await.0,
+        StatusCode::OK
+    );
+    s.stop().await;
+    assert!(
+        stored_hash(&s.db, "new@example.com")
+            .await
+            .starts_with("$argon2id$")
+    );
+    assert!(
+        stored_hash(&s.db, "old@example.com")
+            .await
+            .starts_with("$argon2id$"),
+        "old user not rehashed"
+    );
+}
+
+#[tokio::test]
+async fn resources_added_live_get_routes_and_removed_ones_404() {
+    let s = TestServer::start_watching(&util::user_resource(ARGON2, "")).await;
+    let admin = r#"
+[resources.admin]
+attributes.username = { type = "string", unique = true }
+[resources.admin.strategies.password]
+type = "password"
+identity_field = "username"
+confirmation_required = false
+hash = { algorithm = "bcrypt", cost = 4 }
+"#;
+    let register_admin = || {
+        s.post(
+            "/auth/admin/password/register",
+            json!({"username": "root", "password": "hunter2hunter2"}),
+        )
+    };
+    assert_eq!(register_admin().await.0, StatusCode::NOT_FOUND);
+    let both = format!("{}{admin}", util::user_resource(ARGON2, ""));
+    s.save_in_place(&s.text_for(&both));
+    s.wait_generation(2).await;
+    let (status, body) = register_admin().await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let admin_token = token_of(&body);
+    assert_eq!(
+        s.get("/auth/admin/me", Some(&admin_token)).await.0,
+        StatusCode::OK
+    );
+
+    s.save_in_place(&s.text_for(&util::user_resource(ARGON2, "")));
+    s.wait_generation(3).await;
+    assert_eq!(register_admin().await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/auth/admin/me", Some(&admin_token)).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn broken_files_and_restart_only_changes_are_refused_and_the_old_config_serves() {
+    let s = TestServer::start_watching(&util::user_resource(ARGON2, "")).await;
+    s.register("ada@example.com", "correct horse").await;
+    let good = s.text_for(&util::user_resource(ARGON2, ""));
+
+    // A syntax error.
+    s.save_by_rename("version = 1\n[server\n");
+    let h = s
+        .wait_health("a reload error", |h| !h["last_reload_error"].is_null())
+        .await;
+    assert_eq!(h["config"]["generation"], 1);
+    assert!(
+        h["last_reload_error"]["problems"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("line 2"),
+        "{h}"
+    );
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::OK
+    );
+
+    // A valid file again clears the error.
+    s.save_by_rename(&good.replace("max_length = 20", "max_length = 30"));
+    let h = s.wait_generation(2).await;
+    assert!(h["last_reload_error"].is_null(), "{h}");
+
+    // An unknown key and a bad value: every problem, with its path.
+    let bad = good
+        .replace(
+            "identity_field = \"email\"",
+            "identity_field = \"email\"\ncolour = \"blue\"",
+        )
+        .replace("version = 1", "version = 1\nflavour = 1");
+    s.save_by_rename(&bad);
+    let h = s
+        .wait_health("a reload error", |h| !h["last_reload_error"].is_null())
+        .await;
+    let problems = h["last_reload_error"]["problems"].to_string();
+    assert!(problems.contains("flavour"), "{problems}");
+    assert!(
+        problems.contains("resources.user.strategies.password"),
+        "{problems}"
+    );
+    assert_eq!(h["config"]["generation"], 2);
+
+    // A listen change needs a restart: refused, and the log/health say which key.
+    s.save_by_rename(&good.replace("127.0.0.1:0", "127.0.0.1:1"));
+    let h = s
+        .wait_health("the listen refusal", |h| {
+            h["last_reload_error"]["problems"]
+                .to_string()
+                .contains("server.listen")
+        })
+        .await;
+    assert!(
+        h["last_reload_error"]["problems"]
+            .to_string()
+            .contains("needs a restart"),
+        "{h}"
+    );
+    assert_eq!(h["config"]["generation"], 2);
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_running_binary() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        l.local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let config = dir.path().join("authd.toml");
+    let text = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = {:?}\n{}",
+        dir.path().join("a.redb").display().to_string(),
+        util::user_resource(ARGON2, "")
+    );
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id().to_string();
+    let client = crate::util::Probe::new(&format!("http://127.0.0.1:{port}"));
+    let first = client.wait_health(|h| h["config"]["generation"] == 1).await;
+    assert!(first.is_some(), "the daemon did not come up");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let second = client.wait_health(|h| h["config"]["generation"] == 2).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(second.is_some(), "SIGHUP did not reload");
+    assert!(
+        exit.success(),
+        "SIGTERM should stop the daemon cleanly: {exit}"
+    );
+}
+
+/// Sign-ins and `/me` from concurrent clients while the file is rewritten many times,
+/// alternating valid and invalid versions: no request may fail for any other reason than its
+/// own credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_never_fail_because_of_a_reload() {
+    let s = Arc::new(TestServer::start_watching(&util::user_resource(ARGON2, "")).await);
+    let mut sessions = Vec::new();
+    for i in 0..4 {
+        sessions.push(
+            s.register(&format!("u{i}@example.com"), "correct horse")
+                .await,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for (i, session) in sessions.into_iter().enumerate() {
+        let (s, stop, done) = (Arc::clone(&s), Arc::clone(&stop), Arc::clone(&done));
+        clients.push(tokio::spawn(async move {
+            let email = format!("u{i}@example.com");
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = s.sign_in(&email, "correct horse").await;
+                if status != StatusCode::OK {
+                    failures.push(format!("sign_in {status}: {body}"));
+                }
+                let (status, body) = s.get("/auth/user/me", Some(&session)).await;
+                if status != StatusCode::OK {
+                    failures.push(format!("me {status}: {body}"));
+                }
+                let (status, _) = s.sign_in(&email, "wrong horse").await;
+                if status != StatusCode::UNAUTHORIZED {
+                    failures.push(format!("wrong password got {status}"));
+                }
+                done.fetch_add(3, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+
+    let valid = [
+        util::user_resource(ARGON2, ""),
+        util::user_resource(BCRYPT, "sign_in_token_lifetime = \"2m\""),
+        util::user_resource(util::SCRYPT, ""),
+    ];
+    let mut generation = 1;
+    for round in 0..12 {
+        if round % 2 == 0 {
+            // Each valid version differs from the one in force (an identical file is skipped).
+            s.save_by_rename(&s.text_for(&valid[(round / 2 + 1) % valid.len()]));
+            generation += 1;
+            s.wait_generation(generation).await;
+        } else {
+            let broken = if round % 4 == 1 {
+                "version = 1\n[[["
+            } else {
+                "version = 2\n"
+            };
+            s.save_by_rename(broken);
+            s.wait_health("a reload error", |h| !h["last_reload_error"].is_null())
+                .await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert!(done.load(Ordering::Relaxed) > 50, "too few requests ran");
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

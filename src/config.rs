@@ -39,6 +39,10 @@ struct RawServer {
     /// Most connections served at once. Default 4096.
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed for the
+    /// client's address. Default: none (the socket's peer address is the client).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -49,6 +53,7 @@ impl Default for RawServer {
             hash_workers: None,
             hash_queue: None,
             max_connections: default_max_connections(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -152,6 +157,7 @@ pub struct ServerConfig {
     pub hash_workers: usize,
     pub hash_queue: usize,
     pub max_connections: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,12 +362,26 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
     if !(1..=1_000_000).contains(&raw.max_connections) {
         problems.push("server.max_connections", "must be between 1 and 1000000");
     }
+    let mut trusted_proxies = Vec::new();
+    for (i, entry) in raw.trusted_proxies.iter().enumerate() {
+        let parsed = entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => problems.push(
+                format!("server.trusted_proxies[{i}]"),
+                format!("`{entry}` is not an address or CIDR range such as 10.0.0.0/8"),
+            ),
+        }
+    }
     ServerConfig {
         listen,
         max_body_bytes: raw.max_body_bytes,
         hash_workers,
         hash_queue,
         max_connections: raw.max_connections,
+        trusted_proxies,
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::outbox::{self, Outbox};
 use crate::registry::{self, Registry};
 use crate::senders::DaemonSenders;
 use crate::server::{self, Generation, ReloadFailure, Shared, StaleCensus, StaleCount, Status};
@@ -175,6 +176,7 @@ fn build_generation(
     let services = Services {
         users: Arc::new(store.clone()),
         token_store: Arc::new(store.clone()),
+        throttle: Arc::new(store.clone()),
         tokens: tokens.clone(),
         pool: pool.clone(),
         senders: senders.clone(),
@@ -182,6 +184,7 @@ fn build_generation(
     Ok(Generation {
         registry: Registry::build(config, &services),
         max_body_bytes: config.server.max_body_bytes,
+        trusted_proxies: config.server.trusted_proxies.clone(),
         number,
         file_hash: file_hash(text),
         loaded_at: server::now_secs(),
@@ -301,7 +304,9 @@ impl Daemon {
             addr: config.server.listen,
             source,
         })?;
-        let senders = Arc::new(DaemonSenders::new());
+        // Reset messages go through the durable outbox; its worker starts below.
+        let outbox = Outbox::open(&store, outbox::Limits::default())?;
+        let senders = Arc::new(DaemonSenders::new(outbox.clone()));
 
         let first = build_generation(&store, &senders, &config, text, 1, None)?;
         let core = Arc::new(Core {
@@ -323,6 +328,8 @@ impl Daemon {
             config.server.max_connections,
             stopped.clone(),
         ))];
+        let deliverer: Arc<dyn outbox::Deliver> = core.senders.clone();
+        tasks.push(tokio::spawn(outbox.run(deliverer, stopped.clone())));
         tasks.push(tokio::spawn(maintenance(Arc::clone(&core), stopped)));
         tracing::info!(%addr, resources = config.resources.len(), "authd listening");
         Ok(Daemon {

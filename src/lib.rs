@@ -2,13 +2,15 @@
 //!
 //! `config` reads and validates the file, `registry` turns it into live strategy plugins,
 //! `server` answers HTTP, `store` keeps users and tokens in redb, `tokens` signs JWTs,
-//! `senders` deliver reset messages, and `daemon` wires them together. `cli` is the binary's
-//! front end. See ARCHITECTURE.md.
+//! `senders` hand reset messages to `outbox`, which delivers them durably, and `daemon` wires
+//! them together. `cli` is the binary's front end. See ARCHITECTURE.md.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diff;
+pub mod outbox;
 pub mod registry;
 pub mod senders;
 pub mod server;

@@ -6,7 +6,7 @@
 //! keeps it to the end, so a reload never changes the rules under a request in flight.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +34,10 @@ use crate::tokens::TokenService;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) read; larger ones are refused by hyper.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -41,6 +45,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Generation {
     pub registry: Registry,
     pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// 1 for the config loaded at start, +1 per applied reload.
     pub number: u64,
     /// SHA-256 (hex, first 16 characters) of the file in force.
@@ -134,6 +140,7 @@ pub async fn serve(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -164,6 +171,7 @@ enum Failure {
     MethodNotAllowed(String),
     UnsupportedMediaType,
     PayloadTooLarge(usize),
+    Timeout,
     Malformed(String),
     Rejected(Rejection),
     Internal(String),
@@ -246,6 +254,10 @@ fn failure_response(failure: Failure) -> Reply {
                 None,
             ),
         ),
+        Failure::Timeout => json_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &error_body("request_timeout", "The body was not received in time", None),
+        ),
         Failure::Malformed(message) => json_response(
             StatusCode::BAD_REQUEST,
             &error_body("malformed", &message, None),
@@ -262,6 +274,19 @@ fn failure_response(failure: Failure) -> Reply {
             StatusCode::UNPROCESSABLE_ENTITY,
             &error_body("invalid", "Some fields are invalid", Some(&fields)),
         ),
+        Failure::Rejected(Rejection::RateLimited { retry_after_secs }) => {
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &error_body(
+                    "rate_limited",
+                    "Too many failed attempts; retry later",
+                    None,
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            r
+        }
         Failure::Rejected(Rejection::Busy { retry_after_secs }) => {
             let mut r = json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -340,13 +365,14 @@ where
             let phase = Registry::phase(strategy, phase_name).ok_or(Failure::NotFound)?;
             let methods: Vec<&str> = phase.methods.iter().map(|m| m.as_str()).collect();
             allow(&methods, req.method())?;
+            let client_ip = client_ip(peer.ip(), req.headers(), &generation.trusted_proxies);
             let params = read_params(req, subject, generation.max_body_bytes).await?;
             let verdict = strategy
                 .handle(
                     phase.name,
                     PhaseRequest {
                         params,
-                        client_ip: Some(peer.ip()),
+                        client_ip: Some(client_ip),
                     },
                 )
                 .await?;
@@ -394,13 +420,43 @@ fn health(shared: &Shared, generation: &Generation) -> Reply {
             },
             "last_reload_error": status.last_reload_error,
             "stale_hashes": status.stale_hashes,
+            "outbox": crate::outbox::stats(&shared.store),
             "hash_pool": {
                 "workers": generation.pool.workers(),
                 "queue_capacity": generation.pool.depth(),
                 "pending": generation.pool.pending(),
+                "completed": generation.pool.completed(),
             },
         }),
     )
+}
+
+/// The client's address: the socket's peer, unless the peer is a trusted proxy; then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy (addresses to the
+/// left of it were written by the client and cannot be believed).
+pub fn client_ip(peer: IpAddr, headers: &hyper::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return client;
+        };
+        for hop in value.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !is_trusted(&ip) {
+                        return ip;
+                    }
+                }
+                Err(_) => return client,
+            }
+        }
+    }
+    client
 }
 
 /// Reads the request's parameters: the query string for GET; for POST a JSON object (the
@@ -411,19 +467,10 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let query: Params = req
-        .uri()
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = req.uri().query().map(str::to_string);
     if req.method() == Method::GET {
-        return Ok(query);
+        return Ok(decode_query(query.as_deref()));
     }
-
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -432,34 +479,81 @@ where
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Failure::PayloadTooLarge(max));
     }
-    let is_json = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
+        .map(|v| v.to_str().unwrap_or("invalid").to_string());
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge(max)),
+        Ok(Err(e)) => return Err(Failure::Malformed(format!("could not read the body: {e}"))),
+        Err(_) => return Err(Failure::Timeout),
+    };
+    decode_params(subject, content_type.as_deref(), &body, query.as_deref()).map_err(|e| match e {
+        DecodeError::UnsupportedMediaType => Failure::UnsupportedMediaType,
+        DecodeError::Malformed(m) => Failure::Malformed(m),
+    })
+}
+
+/// Why a request's parameters could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A body that is not one JSON object.
+    Malformed(String),
+}
+
+/// Query parameters as string values.
+pub fn decode_query(query: Option<&str>) -> Params {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes a POST's parameters (pure: the fuzz target calls it): the body must be one JSON
+/// object, flat or nested under the subject name (`{"user": {...}}`); a `token` query parameter
+/// is added when the body has none.
+///
+/// # Errors
+/// [`DecodeError`] for a body of another type or that is not one JSON object.
+pub fn decode_params(
+    subject: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    query: Option<&str>,
+) -> Result<Params, DecodeError> {
+    let mut params = if body.is_empty() {
+        Params::new()
+    } else {
+        let is_json = content_type.is_some_and(|v| {
             v.split(';')
                 .next()
                 .unwrap_or_default()
                 .trim()
                 .eq_ignore_ascii_case("application/json")
         });
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge(max)),
-        Err(e) => return Err(Failure::Malformed(format!("could not read the body: {e}"))),
-    };
-
-    let mut params = if body.is_empty() {
-        Params::new()
-    } else {
-        if is_json != Some(true) {
-            return Err(Failure::UnsupportedMediaType);
+        if !is_json {
+            return Err(DecodeError::UnsupportedMediaType);
         }
-        match serde_json::from_slice::<Value>(&body) {
+        match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(Failure::Malformed("the body must be a JSON object".into())),
+            Ok(_) => {
+                return Err(DecodeError::Malformed(
+                    "the body must be a JSON object".into(),
+                ));
+            }
             Err(e) => {
-                return Err(Failure::Malformed(format!(
+                return Err(DecodeError::Malformed(format!(
                     "the body is not valid JSON: {e}"
                 )));
             }
@@ -473,10 +567,10 @@ where
             params.insert(k, v);
         }
     }
-    if let Some(token) = query.get("token")
-        && !params.contains_key("token")
+    if !params.contains_key("token")
+        && let Some(token) = decode_query(query).remove("token")
     {
-        params.insert("token".into(), token.clone());
+        params.insert("token".into(), token);
     }
     Ok(params)
 }
@@ -515,11 +609,13 @@ async fn me<B>(
     subject: &str,
     req: &Request<B>,
 ) -> Result<Reply, Failure> {
-    let (_, id) = session(shared, generation, subject, req).await?;
+    let (claims, id) = session(shared, generation, subject, req).await?;
     let user = shared
         .store
         .get(subject, id)
         .await?
+        // Sessions from before the user's last password reset are revoked.
+        .filter(|user| claims.sep.unwrap_or(0) == user.session_epoch)
         .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
     Ok(json_response(
         StatusCode::OK,
@@ -545,4 +641,51 @@ pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for v in xff {
+            h.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let spoofed = headers(&["1.2.3.4"]);
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &spoofed, &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(ip("10.0.0.2"), &spoofed, &trusted), ip("1.2.3.4"));
+        // The client wrote the left-most entries: take the right-most untrusted one.
+        let chain = headers(&["6.6.6.6, 198.51.100.7, 10.0.0.5"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &chain, &trusted),
+            ip("198.51.100.7")
+        );
+        let garbage = headers(&["not-an-ip"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &garbage, &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers(&[]), &[]),
+            ip("10.0.0.2")
+        );
+    }
 }

@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use authd_strategy_api::{
-    Error as ApiError, InsertError, NewUser, TokenStore, UniqueKey, UserRecord, UserStore,
+    Error as ApiError, InsertError, NewUser, SecretChange, ThrottleStore, TokenStore, UniqueKey,
+    UserRecord, UserStore,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,12 @@ const UNIQUE: TableDefinition<(&str, &str, &str), u128> = TableDefinition::new("
 /// SHA-256 of a token's `jti` -> its expiry (Unix seconds). A token listed here is dead:
 /// revoked, or single-use and used. Never the token itself.
 const DEAD_TOKENS: TableDefinition<&[u8], u64> = TableDefinition::new("dead_tokens_v1");
+/// SHA-256 of a throttle key -> (failures in window, window start, locked until, lockouts in a
+/// row, forget after). Keys are hashed so that identities are not kept in clear.
+const THROTTLE: TableDefinition<&[u8], (u64, u64, u64, u64, u64)> =
+    TableDefinition::new("throttle_v1");
+/// The longest lockout, however many came before.
+const MAX_LOCKOUT_SECS: u64 = 86_400;
 /// Daemon metadata (the generated signing key).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 
@@ -76,6 +83,8 @@ impl From<Error> for ApiError {
 struct StoredUserV1 {
     attributes: serde_json::Map<String, serde_json::Value>,
     secrets: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    session_epoch: u64,
 }
 
 impl StoredUserV1 {
@@ -86,6 +95,7 @@ impl StoredUserV1 {
             id: Uuid::from_u128(id),
             attributes: stored.attributes,
             secrets: stored.secrets,
+            session_epoch: stored.session_epoch,
         })
     }
 
@@ -93,6 +103,7 @@ impl StoredUserV1 {
         serde_json::to_vec(&StoredUserV1 {
             attributes: user.attributes.clone(),
             secrets: user.secrets.clone(),
+            session_epoch: user.session_epoch,
         })
         .map_err(|e| Error::Corrupt(e.to_string()))
     }
@@ -101,7 +112,7 @@ impl StoredUserV1 {
 /// The redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
 }
 
 fn token_key(jti: &str) -> [u8; 32] {
@@ -138,6 +149,7 @@ impl Store {
         tx.open_table(UNIQUE)?;
         tx.open_table(DEAD_TOKENS)?;
         tx.open_table(META)?;
+        tx.open_table(THROTTLE)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -176,7 +188,8 @@ impl Store {
         Ok(key)
     }
 
-    /// Deletes dead-token records whose token has expired anyway. Returns how many went.
+    /// Deletes dead-token records whose token has expired anyway, and throttle records past
+    /// their memory. Returns how many went.
     ///
     /// # Errors
     /// When the store fails.
@@ -188,7 +201,10 @@ impl Store {
                 let mut table = tx.open_table(DEAD_TOKENS)?;
                 let before = table.len()?;
                 table.retain(|_, exp| exp >= now)?;
-                before - table.len()?
+                let mut throttle = tx.open_table(THROTTLE)?;
+                let before_throttle = throttle.len()?;
+                throttle.retain(|_, (_, _, _, _, forget_after)| forget_after >= now)?;
+                before - table.len()? + before_throttle - throttle.len()?
             };
             tx.commit()?;
             Ok(removed)
@@ -278,6 +294,7 @@ impl UserStore for Store {
                     id: Uuid::new_v4(),
                     attributes: user.attributes,
                     secrets: user.secrets,
+                    session_epoch: 0,
                 };
                 let tx = db.begin_write()?;
                 {
@@ -307,42 +324,107 @@ impl UserStore for Store {
         &self,
         subject: &str,
         id: Uuid,
-        field: &str,
-        value: String,
-        consume: Option<(&str, u64)>,
-    ) -> Result<bool, ApiError> {
+        change: SecretChange<'_>,
+    ) -> Result<Option<UserRecord>, ApiError> {
         let subject = subject.to_string();
-        let field = field.to_string();
-        let consume = consume.map(|(jti, exp)| (token_key(jti), exp));
+        let field = change.field.to_string();
+        let value = change.value;
+        let expect = change.expect.map(|e| e.map(str::to_string));
+        let consume = change.consume.map(|(jti, exp)| (token_key(jti), exp));
+        let bump_sessions = change.bump_sessions;
         let out = self
             .blocking(move |db| {
                 let tx = db.begin_write()?;
-                {
-                    if let Some((key, exp)) = consume {
-                        let mut dead = tx.open_table(DEAD_TOKENS)?;
-                        if dead.get(key.as_slice())?.is_some() {
-                            return Ok(false);
-                        }
-                        dead.insert(key.as_slice(), exp)?;
-                    }
+                let user = {
                     let mut users = tx.open_table(USERS)?;
                     let existing = users
                         .get((subject.as_str(), id.as_u128()))?
                         .map(|g| StoredUserV1::decode(id.as_u128(), g.value()));
                     let Some(mut user) = existing.transpose()? else {
-                        return Ok(false);
+                        return Ok(None);
                     };
+                    if let Some(expected) = &expect
+                        && user.secrets.get(&field) != expected.as_ref()
+                    {
+                        return Ok(None);
+                    }
+                    if let Some((key, exp)) = consume {
+                        let mut dead = tx.open_table(DEAD_TOKENS)?;
+                        if dead.get(key.as_slice())?.is_some() {
+                            return Ok(None);
+                        }
+                        dead.insert(key.as_slice(), exp)?;
+                    }
                     user.secrets.insert(field, value);
+                    if bump_sessions {
+                        user.session_epoch += 1;
+                    }
                     users.insert(
                         (subject.as_str(), id.as_u128()),
                         StoredUserV1::encode(&user)?.as_slice(),
                     )?;
-                }
+                    user
+                };
                 tx.commit()?;
-                Ok(true)
+                Ok(Some(user))
             })
             .await?;
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for Store {
+    async fn locked_for(&self, key: &str, now: u64) -> Result<Option<u64>, ApiError> {
+        let tx = self.db.begin_read().map_err(Error::from)?;
+        let table = tx.open_table(THROTTLE).map_err(Error::from)?;
+        let record = table
+            .get(token_key(key).as_slice())
+            .map_err(Error::from)?
+            .map(|g| g.value());
+        Ok(record.and_then(|(_, _, locked_until, _, _)| {
+            (locked_until > now).then(|| locked_until - now)
+        }))
+    }
+
+    async fn record_failures(
+        &self,
+        keys: &[(String, u32)],
+        window: u64,
+        now: u64,
+    ) -> Result<(), ApiError> {
+        let keys: Vec<([u8; 32], u64)> = keys
+            .iter()
+            .map(|(k, limit)| (token_key(k), u64::from((*limit).max(1))))
+            .collect();
+        let window = window.max(1);
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut table = tx.open_table(THROTTLE)?;
+                for (key, limit) in keys {
+                    let existing = table.get(key.as_slice())?.map(|g| g.value());
+                    let record = next_throttle(existing, limit, window, now);
+                    table.insert(key.as_slice(), record)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), ApiError> {
+        let key = token_key(key);
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(THROTTLE)?.remove(key.as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
     }
 }
 
@@ -383,6 +465,41 @@ impl TokenStore for Store {
             .await?;
         Ok(first)
     }
+}
+
+/// A throttle record after one more failure: (failures in window, window start, locked
+/// until, lockouts in a row, forget after).
+fn next_throttle(
+    existing: Option<(u64, u64, u64, u64, u64)>,
+    limit: u64,
+    window: u64,
+    now: u64,
+) -> (u64, u64, u64, u64, u64) {
+    let (mut count, mut start, mut locked_until, mut lockouts, _) =
+        existing.unwrap_or((0, now, 0, 0, 0));
+    if now >= start.saturating_add(window) {
+        // A new window. Lockouts in a row end once a whole window has passed since the last
+        // lockout ended.
+        if now >= locked_until.saturating_add(window) {
+            lockouts = 0;
+        }
+        count = 0;
+        start = now;
+    }
+    count += 1;
+    if count >= limit {
+        let lock = window
+            .saturating_mul(1u64 << lockouts.min(20))
+            .min(MAX_LOCKOUT_SECS.max(window));
+        locked_until = now.saturating_add(lock);
+        lockouts += 1;
+        count = 0;
+        start = now;
+    }
+    let forget_after = locked_until
+        .max(start.saturating_add(window))
+        .saturating_add(window);
+    (count, start, locked_until, lockouts, forget_after)
 }
 
 #[cfg(test)]
@@ -438,13 +555,44 @@ mod tests {
             let v = v.to_string();
             async move {
                 store
-                    .set_secret("user", user.id, "hashed_password", v, Some((jti, u64::MAX)))
+                    .set_secret(
+                        "user",
+                        user.id,
+                        SecretChange {
+                            field: "hashed_password",
+                            value: v,
+                            expect: None,
+                            consume: Some((jti, u64::MAX)),
+                            bump_sessions: true,
+                        },
+                    )
                     .await
                     .ok()
+                    .map(|u| u.map(|u| u.session_epoch))
             }
         };
-        assert_eq!(set("h2", "j2").await, Some(true));
-        assert_eq!(set("h3", "j2").await, Some(false));
+        assert_eq!(
+            set("h2", "j2").await,
+            Some(Some(1)),
+            "stored, sessions bumped"
+        );
+        assert_eq!(set("h3", "j2").await, Some(None), "the token was used");
+        // A change that expects another current value writes nothing.
+        let stale = store
+            .set_secret(
+                "user",
+                user.id,
+                SecretChange {
+                    field: "hashed_password",
+                    value: "h4".into(),
+                    expect: Some(Some("h")),
+                    consume: None,
+                    bump_sessions: false,
+                },
+            )
+            .await
+            .ok();
+        assert!(matches!(stale, Some(None)), "{stale:?}");
         let stored = store.get("user", user.id).await.ok().flatten();
         assert_eq!(
             stored.and_then(|u| u.secrets.get("hashed_password").cloned()),
@@ -469,6 +617,54 @@ mod tests {
             seen,
             vec![serde_json::json!("a@x"), serde_json::json!("b@x")]
         );
+    }
+
+    #[tokio::test]
+    async fn tokens_are_kept_by_hash_only() {
+        let (_dir, store) = store();
+        let jti = "6f1c9a52-secret-jti";
+        assert!(store.revoke(jti, u64::MAX).await.is_ok());
+        let tx = store.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let table = tx.open_table(DEAD_TOKENS).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<Vec<u8>> = table
+            .iter()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|(k, _)| k.value().to_vec())
+            .collect();
+        assert_eq!(keys, vec![token_key(jti).to_vec()]);
+        assert!(!keys[0].windows(jti.len()).any(|w| w == jti.as_bytes()));
+    }
+
+    fn keys(k: &str) -> Vec<(String, u32)> {
+        vec![(k.to_string(), 3)]
+    }
+
+    #[tokio::test]
+    async fn failures_lock_out_at_the_limit_and_lockouts_grow() {
+        let (_dir, store) = store();
+        let t0 = 1_000_000;
+        for i in 0..2 {
+            assert!(store.record_failures(&keys("k"), 60, t0 + i).await.is_ok());
+        }
+        assert_eq!(store.locked_for("k", t0 + 2).await.ok(), Some(None));
+        assert!(store.record_failures(&keys("k"), 60, t0 + 2).await.is_ok());
+        assert_eq!(store.locked_for("k", t0 + 2).await.ok(), Some(Some(60)));
+        assert_eq!(store.locked_for("k", t0 + 62).await.ok(), Some(None));
+        // The next lockout, right after the first, lasts twice as long.
+        for i in 0..3 {
+            assert!(
+                store
+                    .record_failures(&keys("k"), 60, t0 + 62 + i)
+                    .await
+                    .is_ok()
+            );
+        }
+        assert_eq!(store.locked_for("k", t0 + 64).await.ok(), Some(Some(120)));
+        // Other keys are not affected, and clearing forgets.
+        assert_eq!(store.locked_for("other", t0 + 64).await.ok(), Some(None));
+        assert!(store.clear("k").await.is_ok());
+        assert_eq!(store.locked_for("k", t0 + 64).await.ok(), Some(None));
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use authd_strategy_api::{Claims, Error as ApiError, IssuedToken, Purpose, TokenError, Tokens};
+use authd_strategy_api::{Claims, Error as ApiError, IssuedToken, TokenError, TokenSpec, Tokens};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
@@ -110,26 +110,19 @@ fn now_secs() -> u64 {
 }
 
 impl Tokens for TokenService {
-    fn issue(
-        &self,
-        subject: &str,
-        user: Uuid,
-        purpose: Purpose,
-        lifetime: Duration,
-        act: Option<String>,
-        pwd: Option<String>,
-    ) -> Result<IssuedToken, ApiError> {
+    fn issue_spec(&self, spec: TokenSpec<'_>) -> Result<IssuedToken, ApiError> {
         let now = now_secs();
         let claims = Claims {
-            sub: Claims::subject_claim(subject, user),
+            sub: Claims::subject_claim(spec.subject, spec.user),
             jti: Uuid::new_v4().to_string(),
             iat: now,
             nbf: now,
-            exp: now.saturating_add(lifetime.as_secs()),
+            exp: now.saturating_add(spec.lifetime.as_secs()),
             iss: self.issuer.clone(),
-            purpose,
-            act,
-            pwd,
+            purpose: spec.purpose,
+            act: spec.act,
+            pwd: spec.pwd,
+            sep: spec.sep,
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
             .map_err(|e| ApiError::Tokens(e.to_string()))?;
@@ -150,6 +143,7 @@ impl Tokens for TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authd_strategy_api::Purpose;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

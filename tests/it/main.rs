@@ -2,11 +2,14 @@
 //! by the test, and a real HTTP client. One binary (see STYLE.md: every file in tests/ would
 //! be another binary to link).
 
+mod abuse;
 mod cli;
+mod delivery;
 mod flows;
 mod http_errors;
 mod multi;
 mod reload;
 mod restart;
+mod slow;
 mod tokens;
 mod util;

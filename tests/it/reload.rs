@@ -211,7 +211,9 @@ async fn sighup_reloads_the_running_binary() {
 /// own credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_never_fail_because_of_a_reload() {
-    let s = Arc::new(TestServer::start_watching(&util::user_resource(ARGON2, "")).await);
+    // Wrong passwords are part of the stream: brute-force limits would (rightly) lock them out.
+    let unlimited = "rate_limit = false";
+    let s = Arc::new(TestServer::start_watching(&util::user_resource(ARGON2, unlimited)).await);
     let mut sessions = Vec::new();
     for i in 0..4 {
         sessions.push(
@@ -247,9 +249,12 @@ async fn requests_never_fail_because_of_a_reload() {
     }
 
     let valid = [
-        util::user_resource(ARGON2, ""),
-        util::user_resource(BCRYPT, "sign_in_token_lifetime = \"2m\""),
-        util::user_resource(util::SCRYPT, ""),
+        util::user_resource(ARGON2, unlimited),
+        util::user_resource(
+            BCRYPT,
+            "rate_limit = false\nsign_in_token_lifetime = \"2m\"",
+        ),
+        util::user_resource(util::SCRYPT, unlimited),
     ];
     let mut generation = 1;
     for round in 0..12 {

@@ -100,7 +100,7 @@ async fn sign_in_with_token_by_post() {
 async fn session_tokens_are_refused_as_reset_tokens_and_garbage_is_refused() {
     let s = TestServer::start(&util::user_resource(
         ARGON2,
-        "[resources.user.strategies.password.resettable]",
+        "[resources.user.strategies.password.resettable]\nsender = { type = \"log\" }",
     ))
     .await;
     let session = s.register("ada@example.com", "correct horse").await;

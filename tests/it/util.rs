@@ -358,3 +358,20 @@ impl Probe {
         None
     }
 }
+
+impl Probe {
+    /// POSTs JSON; `None` when the daemon cannot be reached (it was killed).
+    pub async fn post(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
+        let req = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let resp = self.client.request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}

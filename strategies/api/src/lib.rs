@@ -21,11 +21,16 @@ mod tokens;
 
 pub use config::{Problem, Problems, TableReader, parse_duration};
 pub use pool::{Busy, HashPool};
-pub use sender::{ResetMessage, Sender, SenderSpec, Senders};
-pub use store::{InsertError, NewUser, UniqueKey, UserRecord, UserStore};
+pub use sender::{
+    Delivery, ResetMessage, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, WebhookSpec,
+    placeholders, render_template,
+};
+pub use store::{
+    InsertError, NewUser, SecretChange, ThrottleStore, UniqueKey, UserRecord, UserStore,
+};
 pub use strategy::{
     AttributeSpec, AttributeType, Error, FieldErrors, Method, Outcome, Params, PhaseRequest,
     PhaseSpec, Rejection, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
     Verdict,
 };
-pub use tokens::{Claims, IssuedToken, Purpose, TokenError, TokenStore, Tokens};
+pub use tokens::{Claims, IssuedToken, Purpose, TokenError, TokenSpec, TokenStore, Tokens};

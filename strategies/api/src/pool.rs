@@ -26,11 +26,21 @@ pub enum Busy {
     Lost,
 }
 
+/// Counts a job out of `pending` when dropped.
+struct Decrement(Arc<AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A fixed pool of hashing threads with a bounded queue. Cheap to clone.
 #[derive(Clone)]
 pub struct HashPool {
     queue: SyncSender<Job>,
     pending: Arc<AtomicUsize>,
+    completed: Arc<std::sync::atomic::AtomicU64>,
     workers: usize,
     depth: usize,
 }
@@ -68,6 +78,7 @@ impl HashPool {
         Ok(Self {
             queue,
             pending: Arc::new(AtomicUsize::new(0)),
+            completed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             workers,
             depth,
         })
@@ -85,9 +96,12 @@ impl HashPool {
     {
         let (tx, rx) = oneshot::channel();
         let pending = Arc::clone(&self.pending);
+        let completed = Arc::clone(&self.completed);
         let job: Job = Box::new(move || {
+            // Counted down even if `f` panics.
+            let _pending = Decrement(pending);
             let out = f();
-            pending.fetch_sub(1, Ordering::Relaxed);
+            completed.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(out);
         });
         self.pending.fetch_add(1, Ordering::Relaxed);
@@ -108,6 +122,11 @@ impl HashPool {
     /// Jobs queued or running right now.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Jobs run to completion since the pool started.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     pub fn workers(&self) -> usize {
@@ -163,6 +182,7 @@ mod tests {
         let pool = HashPool::new(1, 4).unwrap_or_else(|e| panic!("{e}"));
         let r: Result<(), Busy> = pool.run(|| panic!("boom")).await;
         assert_eq!(r, Err(Busy::Lost));
+        assert_eq!(pool.pending(), 0, "a panicked job is no longer pending");
         assert_eq!(pool.run(|| 7).await, Ok(7));
     }
 }

@@ -17,6 +17,8 @@ pub struct UserRecord {
     pub attributes: Map<String, Value>,
     /// Secret fields by name (e.g. `hashed_password`): never shown.
     pub secrets: BTreeMap<String, String>,
+    /// Session tokens carry the epoch they were issued in; a bump revokes older ones.
+    pub session_epoch: u64,
 }
 
 impl UserRecord {
@@ -48,11 +50,59 @@ pub struct NewUser {
     pub unique: Vec<UniqueKey>,
 }
 
+/// A change of one secret, applied in one transaction.
+#[derive(Debug, Clone)]
+pub struct SecretChange<'a> {
+    pub field: &'a str,
+    pub value: String,
+    /// Write only if the field still holds this value (`Some(None)`: if it is absent), so that
+    /// two changes racing from the same state cannot both win.
+    pub expect: Option<Option<&'a str>>,
+    /// A single-use token (`jti`, expiry in Unix seconds) to mark used; nothing is written if
+    /// it was used already.
+    pub consume: Option<(&'a str, u64)>,
+    /// Bump the user's session epoch: every session issued before is revoked.
+    pub bump_sessions: bool,
+}
+
 /// Why an insert did not happen (a verdict for the caller, not a failure of the store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertError {
     /// This unique field's value belongs to another user already.
     Taken(String),
+}
+
+/// Counters of failed attempts, for brute-force protection. Keys are opaque strings chosen by
+/// the caller (the store may hash them); times are Unix seconds, passed in so that tests are
+/// exact.
+#[async_trait::async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// `Some(seconds)` while `key` is locked out.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn locked_for(&self, key: &str, now: u64) -> Result<Option<u64>, Error>;
+
+    /// Counts one failure of each `(key, limit)` in one durable write, in a fixed window of
+    /// `window` seconds; at `limit` failures a key is locked out for `window` seconds,
+    /// doubling at each lockout that follows (capped at a day) until a window passes without
+    /// one.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn record_failures(
+        &self,
+        keys: &[(String, u32)],
+        window: u64,
+        now: u64,
+    ) -> Result<(), Error>;
+
+    /// Forgets `key`'s failures (after a successful sign-in), in one durable write whether or
+    /// not there were any, so that it costs what recording a failure costs.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn clear(&self, key: &str) -> Result<(), Error>;
 }
 
 /// Users of every subject (resource), keyed by subject name and id.
@@ -80,18 +130,16 @@ pub trait UserStore: Send + Sync {
         user: NewUser,
     ) -> Result<Result<UserRecord, InsertError>, Error>;
 
-    /// Sets one secret of a user. When `consume` names a single-use token (by its `jti` and
-    /// expiry in Unix seconds), the token is marked used in the same transaction, and nothing is
-    /// written if it was used already.
+    /// Changes one secret of a user, atomically with what [`SecretChange`] asks for.
     ///
     /// # Errors
-    /// When the store fails. `Ok(false)` when the token was already used or the user is gone.
+    /// When the store fails. `Ok(None)` when nothing was written: the token was already used,
+    /// the secret was no longer the expected one, or the user is gone. The updated user
+    /// otherwise.
     async fn set_secret(
         &self,
         subject: &str,
         id: Uuid,
-        field: &str,
-        value: String,
-        consume: Option<(&str, u64)>,
-    ) -> Result<bool, Error>;
+        change: SecretChange<'_>,
+    ) -> Result<Option<UserRecord>, Error>;
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{HashPool, IssuedToken, Problems, Senders, TokenStore, Tokens, UserRecord, UserStore};
+use crate::{
+    HashPool, IssuedToken, Problems, Senders, ThrottleStore, TokenStore, Tokens, UserRecord,
+    UserStore,
+};
 
 /// An HTTP method a phase answers to. (Named here so that this crate needs no HTTP library.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +81,8 @@ pub enum Rejection {
     Invalid(FieldErrors),
     /// Too much work queued: try again after this many seconds.
     Busy { retry_after_secs: u32 },
+    /// Too many failures for this identity or client: locked out for this many seconds.
+    RateLimited { retry_after_secs: u64 },
 }
 
 /// The answer of a phase.
@@ -211,6 +216,7 @@ impl ResourceSpec {
 pub struct Services {
     pub users: Arc<dyn UserStore>,
     pub token_store: Arc<dyn TokenStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
     pub tokens: Arc<dyn Tokens>,
     pub pool: HashPool,
     pub senders: Arc<dyn Senders>,

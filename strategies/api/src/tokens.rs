@@ -37,6 +37,10 @@ pub struct Claims {
     /// that hash (a reset token is refused once the password has changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pwd: Option<String>,
+    /// The user's session epoch when a session token was issued; bumping the epoch (at a
+    /// password reset) revokes every session issued before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sep: Option<u64>,
 }
 
 impl Claims {
@@ -50,6 +54,18 @@ impl Claims {
         let rest = self.sub.strip_prefix(subject)?.strip_prefix("?id=")?;
         Uuid::parse_str(rest).ok()
     }
+}
+
+/// What to put in a new token.
+#[derive(Debug, Clone)]
+pub struct TokenSpec<'a> {
+    pub subject: &'a str,
+    pub user: Uuid,
+    pub purpose: Purpose,
+    pub lifetime: Duration,
+    pub act: Option<String>,
+    pub pwd: Option<String>,
+    pub sep: Option<u64>,
 }
 
 /// A token and the claims it carries.
@@ -73,6 +89,12 @@ pub enum TokenError {
 pub trait Tokens: Send + Sync {
     /// # Errors
     /// When signing fails.
+    fn issue_spec(&self, spec: TokenSpec<'_>) -> Result<IssuedToken, Error>;
+
+    /// Shorthand for [`Tokens::issue_spec`] without a session epoch.
+    ///
+    /// # Errors
+    /// When signing fails.
     fn issue(
         &self,
         subject: &str,
@@ -81,7 +103,17 @@ pub trait Tokens: Send + Sync {
         lifetime: Duration,
         act: Option<String>,
         pwd: Option<String>,
-    ) -> Result<IssuedToken, Error>;
+    ) -> Result<IssuedToken, Error> {
+        self.issue_spec(TokenSpec {
+            subject,
+            user,
+            purpose,
+            lifetime,
+            act,
+            pwd,
+            sep: None,
+        })
+    }
 
     /// # Errors
     /// [`TokenError::Invalid`] for any token that is not good.

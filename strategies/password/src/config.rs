@@ -50,8 +50,35 @@ struct RawPasswordConfig {
     password_max_length: usize,
     #[serde(default = "yes")]
     rehash_on_sign_in: bool,
+    #[serde(default = "yes")]
+    revoke_sessions_on_reset: bool,
+    /// `false`, `true` (the defaults) or a table; read by hand for clear errors.
+    #[serde(default)]
+    rate_limit: Option<toml::Value>,
     #[serde(default)]
     resettable: Option<RawResettable>,
+}
+
+/// `rate_limit = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    #[serde(default = "default_identity_failures")]
+    identity_failures: u32,
+    #[serde(default = "default_ip_failures")]
+    ip_failures: u32,
+    #[serde(default = "default_window")]
+    window: String,
+}
+
+fn default_identity_failures() -> u32 {
+    10
+}
+fn default_ip_failures() -> u32 {
+    100
+}
+fn default_window() -> String {
+    "15m".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +111,8 @@ enum RawHash {
 struct RawResettable {
     #[serde(default = "default_reset_lifetime")]
     token_lifetime: String,
-    #[serde(default = "default_sender")]
+    /// Required: a reset is useless without a way to reach the user, and defaulting to the
+    /// `log` sender would put working reset tokens in production logs.
     sender: SenderSpec,
 }
 
@@ -133,9 +161,6 @@ fn default_r() -> u32 {
 fn default_cost() -> u32 {
     12
 }
-fn default_sender() -> SenderSpec {
-    SenderSpec::Log {}
-}
 
 /// A validated password strategy configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +180,19 @@ pub struct PasswordConfig {
     pub password_min_length: usize,
     pub password_max_length: usize,
     pub rehash_on_sign_in: bool,
+    /// A successful reset revokes every session token of the user.
+    pub revoke_sessions_on_reset: bool,
+    /// Brute-force protection; `None` when turned off with `rate_limit = false`.
+    pub rate_limit: Option<RateLimit>,
     pub resettable: Option<Resettable>,
+}
+
+/// Failed attempts allowed per window before a lockout (which doubles while they go on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub identity_failures: u32,
+    pub ip_failures: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,23 +277,23 @@ impl PasswordConfig {
             );
         }
 
-        let mut duration = |key: String, text: &str| match parse_duration(text) {
-            Ok(d) => d,
-            Err(message) => {
-                problems.push(key, message);
-                Duration::ZERO
-            }
-        };
-        let sign_in_token_lifetime =
-            duration(at("sign_in_token_lifetime"), &raw.sign_in_token_lifetime);
+        let sign_in_token_lifetime = read_duration(
+            &mut problems,
+            at("sign_in_token_lifetime"),
+            &raw.sign_in_token_lifetime,
+        );
         let resettable = raw.resettable.map(|r| Resettable {
-            token_lifetime: duration(at("resettable.token_lifetime"), &r.token_lifetime),
+            token_lifetime: read_duration(
+                &mut problems,
+                at("resettable.token_lifetime"),
+                &r.token_lifetime,
+            ),
             sender: r.sender,
         });
         if let Some(r) = &resettable
-            && let Err(p) = r.sender.validate(&at("resettable.sender"))
+            && let Err(p) = r.sender.validate(&at("resettable.sender"), resource)
         {
-            problems.0.push(p);
+            problems.extend(p);
         }
 
         if raw.password_min_length == 0 {
@@ -271,6 +308,47 @@ impl PasswordConfig {
         if raw.password_max_length > 4096 {
             problems.push(at("password_max_length"), "must be at most 4096");
         }
+
+        let rate_limit = match raw.rate_limit {
+            Some(toml::Value::Boolean(false)) => None,
+            None | Some(toml::Value::Boolean(true)) => Some(RateLimit {
+                identity_failures: default_identity_failures(),
+                ip_failures: default_ip_failures(),
+                window: Duration::from_secs(15 * 60),
+            }),
+            Some(value @ toml::Value::Table(_)) => {
+                match TableReader::read::<RawRateLimit>(&at("rate_limit"), value) {
+                    Ok(r) => {
+                        if r.identity_failures == 0 {
+                            problems.push(at("rate_limit.identity_failures"), "must be at least 1");
+                        }
+                        if r.ip_failures == 0 {
+                            problems.push(at("rate_limit.ip_failures"), "must be at least 1");
+                        }
+                        Some(RateLimit {
+                            identity_failures: r.identity_failures,
+                            ip_failures: r.ip_failures,
+                            window: read_duration(
+                                &mut problems,
+                                at("rate_limit.window"),
+                                &r.window,
+                            ),
+                        })
+                    }
+                    Err(p) => {
+                        problems.0.push(p);
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                problems.push(
+                    at("rate_limit"),
+                    "must be false, true or a table { identity_failures, ip_failures, window }",
+                );
+                None
+            }
+        };
 
         let hash = match raw.hash {
             None => HashParams::default(),
@@ -292,9 +370,18 @@ impl PasswordConfig {
             password_min_length: raw.password_min_length,
             password_max_length: raw.password_max_length,
             rehash_on_sign_in: raw.rehash_on_sign_in,
+            revoke_sessions_on_reset: raw.revoke_sessions_on_reset,
+            rate_limit,
             resettable,
         })
     }
+}
+
+fn read_duration(problems: &mut Problems, key: String, text: &str) -> Duration {
+    parse_duration(text).unwrap_or_else(|message| {
+        problems.push(key, message);
+        Duration::ZERO
+    })
 }
 
 fn check_hash(path: &str, raw: RawHash, problems: &mut Problems) -> HashParams {
@@ -402,7 +489,7 @@ mod tests {
         let c = PasswordConfig::from_table(
             "p",
             &resource(),
-            table("type = \"password\"\nidentity_field = \"email\"\n[resettable]"),
+            table("type = \"password\"\nidentity_field = \"email\"\n[resettable]\nsender = { type = \"log\" }"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

@@ -197,7 +197,11 @@ impl StoredParams {
 /// When the stored string is not a hash authd can read.
 pub fn verify(password: &[u8], stored: &str) -> Result<bool, HashError> {
     if stored.starts_with("$2") {
-        return bcrypt::verify(password, stored).map_err(err);
+        // bcrypt ignores bytes past the 72nd: such a password was never accepted, so it
+        // cannot match. The verify still runs, to cost what any other attempt costs.
+        let too_long = password.len() > 72;
+        let ok = bcrypt::verify(&password[..password.len().min(72)], stored).map_err(err)?;
+        return Ok(ok && !too_long);
     }
     let hash = PasswordHash::new(stored).map_err(err)?;
     match hash.algorithm.as_str() {
@@ -345,6 +349,15 @@ mod tests {
         assert!(SMALL[0].is_stale(&stored));
         assert!(HashParams::Bcrypt { cost: 5 }.is_stale(&stored));
         assert!(SMALL[0].is_stale("garbage"));
+    }
+
+    #[test]
+    fn bcrypt_never_matches_a_password_longer_than_72_bytes() {
+        let stored = SMALL[2].hash(&[b'a'; 72]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verify(&[b'a'; 72], &stored).ok(), Some(true));
+        let mut longer = vec![b'a'; 72];
+        longer.extend_from_slice(b"anything");
+        assert_eq!(verify(&longer, &stored).ok(), Some(false));
     }
 
     #[test]

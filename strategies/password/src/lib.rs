@@ -8,13 +8,15 @@
 mod config;
 pub mod hash;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
     Error, FieldErrors, IssuedToken, Method, Outcome, PhaseRequest, PhaseSpec, Problems, Purpose,
-    Rejection, ResetMessage, ResourceSpec, Sender, Services, Strategy, StrategyFactory, TokenError,
-    UniqueKey, UserRecord, ValidatedStrategy, Verdict,
+    Rejection, ResetMessage, ResourceSpec, SecretChange, Sender, Services, Strategy,
+    StrategyFactory, TokenError, TokenSpec, UniqueKey, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -24,6 +26,11 @@ pub use hash::HashParams;
 
 const POST: &[Method] = &[Method::Post];
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
+
+/// How long after a reset request its look-up starts, at least, plus up to
+/// [`RESET_JITTER_MS`] at random.
+const RESET_DELAY: Duration = Duration::from_millis(20);
+const RESET_JITTER_MS: u64 = 30;
 
 /// Most reset requests being looked up and sent at once, per strategy.
 const MAX_RESETS_IN_FLIGHT: usize = 256;
@@ -158,10 +165,10 @@ impl Strategy for PasswordStrategy {
         let params = request.params;
         match phase {
             "register" => self.0.register(&params).await,
-            "sign_in" => self.0.sign_in(&params).await,
-            "sign_in_with_token" => self.0.sign_in_with_token(&params).await,
+            "sign_in" => self.0.sign_in(&params, request.client_ip).await,
+            "sign_in_with_token" => self.0.sign_in_with_token(&params, request.client_ip).await,
             "reset_request" => self.reset_request(&params).await,
-            "reset" => self.0.reset(&params).await,
+            "reset" => self.0.reset(&params, request.client_ip).await,
             // The server routes only declared phases here.
             _ => Ok(Verdict::Rejected(Rejection::InvalidToken)),
         }
@@ -171,6 +178,12 @@ impl Strategy for PasswordStrategy {
         let stored = user.secrets.get(&self.0.config.hashed_password_field)?;
         Some(self.0.config.hash.is_stale(stored))
     }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn invalid(errors: FieldErrors) -> Outcome {
@@ -268,6 +281,17 @@ impl Inner {
         password
     }
 
+    /// A password equal to the identity (case-insensitively for `ci_string` identities).
+    fn equals_identity(&self, password: &str, identity: Option<&str>) -> bool {
+        identity.is_some_and(|id| {
+            if self.config.identity_ci {
+                id.to_lowercase() == password.to_lowercase()
+            } else {
+                id == password
+            }
+        })
+    }
+
     async fn hash(&self, password: &str) -> Result<Option<String>, Error> {
         let params = self.config.hash;
         let password = password.as_bytes().to_vec();
@@ -281,14 +305,67 @@ impl Inner {
 
     fn session(&self, user: &UserRecord) -> Result<IssuedToken, Error> {
         let tokens = &self.services.tokens;
-        tokens.issue(
-            &self.subject,
-            user.id,
-            Purpose::User,
-            tokens.session_lifetime(),
-            None,
-            None,
-        )
+        tokens.issue_spec(TokenSpec {
+            subject: &self.subject,
+            user: user.id,
+            purpose: Purpose::User,
+            lifetime: tokens.session_lifetime(),
+            act: None,
+            pwd: None,
+            sep: Some(user.session_epoch),
+        })
+    }
+
+    /// Throttle keys for an identity and a client address, scoped to this strategy.
+    fn throttle_keys(
+        &self,
+        identity: Option<&UniqueKey>,
+        ip: Option<IpAddr>,
+    ) -> Vec<(String, u32)> {
+        let Some(limit) = &self.config.rate_limit else {
+            return Vec::new();
+        };
+        let mut keys = Vec::with_capacity(2);
+        if let Some(key) = identity {
+            keys.push((
+                format!("identity:{}/{}:{}", self.subject, self.name, key.value),
+                limit.identity_failures,
+            ));
+        }
+        if let Some(ip) = ip {
+            keys.push((
+                format!("ip:{}/{}:{ip}", self.subject, self.name),
+                limit.ip_failures,
+            ));
+        }
+        keys
+    }
+
+    /// `Some(seconds)` when any of `keys` is locked out: answer 429 without hashing.
+    async fn locked(&self, keys: &[(String, u32)]) -> Result<Option<u64>, Error> {
+        let now = now_secs();
+        let mut longest = None;
+        for (key, _) in keys {
+            if let Some(secs) = self.services.throttle.locked_for(key, now).await? {
+                longest = Some(longest.map_or(secs, |l: u64| l.max(secs)));
+            }
+        }
+        Ok(longest)
+    }
+
+    /// Counts a failure against `keys`, in one durable write (a success costs one too, see
+    /// `sign_in`, so that failures and successes cost the same).
+    async fn failed(&self, keys: &[(String, u32)]) -> Result<(), Error> {
+        let Some(limit) = &self.config.rate_limit else {
+            return Ok(());
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.services
+            .throttle
+            .record_failures(keys, limit.window.as_secs(), now_secs())
+            .await
     }
 
     fn fingerprint(&self, user: &UserRecord) -> String {
@@ -332,6 +409,15 @@ impl Inner {
             }
         }
         let password = self.check_new_password(params, &mut errors);
+        let identity = params.get(&c.identity_field).and_then(Value::as_str);
+        if let Some(p) = password
+            && self.equals_identity(p, identity)
+        {
+            errors.add(
+                &c.password_field,
+                format!("must not be the same as {}", c.identity_field),
+            );
+        }
         let Some(password) = password.filter(|_| errors.is_empty()) else {
             return invalid(errors);
         };
@@ -360,7 +446,11 @@ impl Inner {
         }
     }
 
-    async fn sign_in(&self, params: &authd_strategy_api::Params) -> Outcome {
+    async fn sign_in(
+        &self,
+        params: &authd_strategy_api::Params,
+        client_ip: Option<IpAddr>,
+    ) -> Outcome {
         let c = &self.config;
         let mut errors = FieldErrors::default();
         let identity = string_param(params, &c.identity_field, &mut errors);
@@ -388,10 +478,15 @@ impl Inner {
             return invalid(errors);
         }
 
+        let key = self.identity_key(identity);
+        let throttle = self.throttle_keys(Some(&key), client_ip);
+        if let Some(retry_after_secs) = self.locked(&throttle).await? {
+            return rejected(Rejection::RateLimited { retry_after_secs });
+        }
         let user = self
             .services
             .users
-            .find_by_unique(&self.subject, &self.identity_key(identity))
+            .find_by_unique(&self.subject, &key)
             .await?;
         let stored = user
             .as_ref()
@@ -419,8 +514,14 @@ impl Inner {
             Err(e) => return Err(Error::Hash(e.to_string())),
         };
         let Some(mut user) = user.filter(|_| known && verified) else {
+            self.failed(&throttle).await?;
             return rejected(Rejection::AuthenticationFailed);
         };
+        // A successful sign-in forgets the identity's failures (not the address's). This is
+        // one durable write, as a failure is: both outcomes cost the same.
+        if let Some((identity_key, _)) = throttle.first().filter(|_| c.rate_limit.is_some()) {
+            self.services.throttle.clear(identity_key).await?;
+        }
 
         if c.rehash_on_sign_in && c.hash.is_stale(&target) {
             // The hash was made with other parameters than the current ones: upgrade it now
@@ -432,17 +533,18 @@ impl Inner {
                     .set_secret(
                         &self.subject,
                         user.id,
-                        &c.hashed_password_field,
-                        new_hash.clone(),
-                        None,
+                        SecretChange {
+                            field: &c.hashed_password_field,
+                            value: new_hash,
+                            expect: Some(Some(&target)),
+                            consume: None,
+                            bump_sessions: false,
+                        },
                     )
                     .await
                 {
-                    Ok(true) => {
-                        user.secrets
-                            .insert(c.hashed_password_field.clone(), new_hash);
-                    }
-                    Ok(false) => {}
+                    Ok(Some(updated)) => user = updated,
+                    Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "AU0102 rehash on sign-in not stored"),
                 }
             }
@@ -495,23 +597,35 @@ impl Inner {
         Ok(Some((user, claims)))
     }
 
-    async fn sign_in_with_token(&self, params: &authd_strategy_api::Params) -> Outcome {
+    async fn sign_in_with_token(
+        &self,
+        params: &authd_strategy_api::Params,
+        client_ip: Option<IpAddr>,
+    ) -> Outcome {
         let mut errors = FieldErrors::default();
         let Some(token) = string_param(params, "token", &mut errors) else {
             return invalid(errors);
         };
+        // Guessing tokens counts against the client's address.
+        let throttle = self.throttle_keys(None, client_ip);
+        if let Some(retry_after_secs) = self.locked(&throttle).await? {
+            return rejected(Rejection::RateLimited { retry_after_secs });
+        }
         let act = format!("sign_in_with_{}", self.name);
-        let Some((user, claims)) = self.check_token(token, Purpose::SignIn, &act).await? else {
+        let checked = self.check_token(token, Purpose::SignIn, &act).await?;
+        let consumed = match &checked {
+            Some((_, claims)) => {
+                self.services
+                    .token_store
+                    .consume(&claims.jti, claims.exp)
+                    .await?
+            }
+            None => false,
+        };
+        let Some((user, _)) = checked.filter(|_| consumed) else {
+            self.failed(&throttle).await?;
             return rejected(Rejection::InvalidToken);
         };
-        if !self
-            .services
-            .token_store
-            .consume(&claims.jti, claims.exp)
-            .await?
-        {
-            return rejected(Rejection::InvalidToken);
-        }
         let token = self.session(&user)?;
         Ok(Verdict::Authenticated {
             user,
@@ -520,7 +634,11 @@ impl Inner {
         })
     }
 
-    async fn reset(&self, params: &authd_strategy_api::Params) -> Outcome {
+    async fn reset(
+        &self,
+        params: &authd_strategy_api::Params,
+        client_ip: Option<IpAddr>,
+    ) -> Outcome {
         let c = &self.config;
         let mut errors = FieldErrors::default();
         // AshAuthentication's name is `reset_token`; `token` is accepted too.
@@ -539,33 +657,59 @@ impl Inner {
         if !errors.is_empty() {
             return invalid(errors);
         }
+        let throttle = self.throttle_keys(None, client_ip);
+        if let Some(retry_after_secs) = self.locked(&throttle).await? {
+            return rejected(Rejection::RateLimited { retry_after_secs });
+        }
         let act = format!("password_reset_with_{}", self.name);
         let Some((user, claims)) = self
             .check_token(token, Purpose::PasswordReset, &act)
             .await?
         else {
+            self.failed(&throttle).await?;
             return rejected(Rejection::InvalidToken);
         };
+        // Rules that need the user are checked before the token is consumed, too.
+        let identity = user
+            .attributes
+            .get(&c.identity_field)
+            .and_then(Value::as_str);
+        if self.equals_identity(password, identity) {
+            errors.add(
+                &c.password_field,
+                format!("must not be the same as {}", c.identity_field),
+            );
+            return invalid(errors);
+        }
         let Some(hashed) = self.hash(password).await? else {
             return busy();
         };
-        // The token is consumed in the same transaction that stores the new hash.
-        let stored = self
+        // The token is consumed in the same transaction that stores the new hash (and, by
+        // default, revokes every session of the user).
+        let Some(user) = self
             .services
             .users
             .set_secret(
                 &self.subject,
                 user.id,
-                &c.hashed_password_field,
-                hashed.clone(),
-                Some((&claims.jti, claims.exp)),
+                SecretChange {
+                    field: &c.hashed_password_field,
+                    value: hashed,
+                    // The password the token was checked against must still be the one stored:
+                    // of two resets racing with two tokens, one wins.
+                    expect: Some(
+                        user.secrets
+                            .get(&c.hashed_password_field)
+                            .map(String::as_str),
+                    ),
+                    consume: Some((&claims.jti, claims.exp)),
+                    bump_sessions: c.revoke_sessions_on_reset,
+                },
             )
-            .await?;
-        if !stored {
+            .await?
+        else {
             return rejected(Rejection::InvalidToken);
-        }
-        let mut user = user;
-        user.secrets.insert(c.hashed_password_field.clone(), hashed);
+        };
         let token = self.session(&user)?;
         Ok(Verdict::Authenticated {
             user,
@@ -589,8 +733,13 @@ impl PasswordStrategy {
         };
         let key = inner.identity_key(identity);
         let this = self.clone();
+        // The work starts only after the answer has left, and at a random moment, so that
+        // it cannot slow this answer (or show in the timing of the next one) differently for
+        // identities that exist.
+        let delay = RESET_DELAY + Duration::from_millis(rand::random_range(0..RESET_JITTER_MS));
         tokio::spawn(async move {
             let _permit = permit;
+            tokio::time::sleep(delay).await;
             if let Err(e) = this.0.send_reset(key).await {
                 tracing::warn!(subject = %this.0.subject, strategy = %this.0.name, error = %e, "AU0103 reset request not sent");
             }

@@ -1,0 +1,453 @@
+//! Benchmarks run from the command line, on the operator's own machine:
+//!
+//! - `authd bench-hash` times each hash backend (or the settings of a config file) and can
+//!   calibrate the strongest setting that stays under a time target ([`hash`]).
+//! - `authd bench-load` starts the real daemon as a child process and loads it over loopback
+//!   with its own HTTP client, next to the ceilings measured in the same run: the hash-only
+//!   loop on every core and a bare hyper server ([`load`]).
+//!
+//! Like the rest of the CLI, this is the binary's edge: it uses `anyhow` and prints for people
+//! (or JSON with `--json`). See BENCHMARKS.md for how to read the figures.
+
+mod hash;
+mod http;
+mod load;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use authd_password::{HashParams, PasswordConfig};
+use authd_strategy_api::ResourceSpec;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A hash algorithm, as named in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Argon2id,
+    Scrypt,
+    Bcrypt,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 3] = [Algorithm::Argon2id, Algorithm::Scrypt, Algorithm::Bcrypt];
+
+    /// OWASP's recommended parameters (Password Storage Cheat Sheet): argon2id m=19 MiB t=2
+    /// p=1, scrypt N=2^17 r=8 p=1, bcrypt cost 10 as a minimum (authd uses 12, its default).
+    pub fn owasp(self) -> HashParams {
+        match self {
+            Algorithm::Argon2id => HashParams::Argon2id {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+            },
+            Algorithm::Scrypt => HashParams::Scrypt {
+                log_n: 17,
+                r: 8,
+                p: 1,
+            },
+            Algorithm::Bcrypt => HashParams::Bcrypt { cost: 12 },
+        }
+    }
+
+    pub fn of(params: &HashParams) -> Algorithm {
+        match params {
+            HashParams::Argon2id { .. } => Algorithm::Argon2id,
+            HashParams::Scrypt { .. } => Algorithm::Scrypt,
+            HashParams::Bcrypt { .. } => Algorithm::Bcrypt,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Argon2id => "argon2id",
+            Algorithm::Scrypt => "scrypt",
+            Algorithm::Bcrypt => "bcrypt",
+        }
+    }
+}
+
+/// `authd bench-hash`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchHashArgs {
+    /// Benchmark the hash settings of this config file's password strategies (default: each
+    /// algorithm at OWASP's recommended parameters).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Only these algorithms (repeat the flag, or separate them with commas).
+    #[arg(long = "algorithm", value_enum, value_delimiter = ',')]
+    pub algorithms: Vec<Algorithm>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The longest median time one hash may take: with --calibrate, the goal of the search
+    /// (default 250ms); without it, a column tells which settings stay under it.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub target: Option<Duration>,
+    /// Search each algorithm's parameters for the strongest setting whose median hash time
+    /// stays under --target, and print it as TOML ready to paste into the config.
+    #[arg(long)]
+    pub calibrate: bool,
+    /// Timed runs of each operation (default: 10 per operation, fewer for settings slower
+    /// than 0.4 s, 5 per setting tried when calibrating).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub samples: Option<u32>,
+}
+
+/// `authd bench-load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchLoadArgs {
+    /// Load the daemon with this config file (its listen address and store path are replaced
+    /// by a free loopback port and a temporary database). Default: one `user` resource with a
+    /// password strategy hashing with --algorithm at OWASP's parameters.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The hash of the default config: argon2id m=19456 t=2 p=1, scrypt log_n=17 r=8 p=1 or
+    /// bcrypt cost=12.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "argon2id",
+        conflicts_with = "config"
+    )]
+    pub algorithm: Algorithm,
+    /// Users registered before the measurements.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+    /// Requests in flight at once, per measured phase.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// How long each measured phase runs (at most 10 minutes).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `authd bench-hash`, printing any error.
+pub fn bench_hash_main(args: &BenchHashArgs) -> ExitCode {
+    report_exit(hash::run(args))
+}
+
+/// Runs `authd bench-load`, printing any error.
+pub fn bench_load_main(args: &BenchLoadArgs) -> ExitCode {
+    report_exit(load::run(args))
+}
+
+fn report_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The machine the figures were measured on.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    /// A debug build hashes and serves many times slower: its figures mean little.
+    pub debug_build: bool,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cores: cores(),
+            cpu,
+            debug_build: cfg!(debug_assertions),
+        }
+    }
+
+    pub fn warn_if_debug(&self) {
+        if self.debug_build {
+            eprintln!(
+                "warning: this is a debug build; build with --release for meaningful figures"
+            );
+        }
+    }
+}
+
+/// Cores this process may run on.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A status line on stderr: rewritten in place (`\r`) on a terminal, one line per step
+/// otherwise.
+pub(crate) struct Progress {
+    tty: bool,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A new step: always shown.
+    pub fn step(&self, message: &str) {
+        if self.tty {
+            self.update(message);
+        } else {
+            eprintln!("{message}");
+        }
+    }
+
+    /// A refresh of the current step: shown on a terminal only.
+    pub fn update(&self, message: &str) {
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{message}\x1b[K");
+            let _ = err.flush();
+        }
+    }
+
+    /// Clears the status line before the results are printed.
+    pub fn clear(&self) {
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
+}
+
+/// Order statistics of a set of timings, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Summary {
+    pub count: usize,
+    pub mean_ms: f64,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Summary {
+    /// `None` for an empty set.
+    pub fn of(samples: &mut [Duration]) -> Option<Summary> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // Nearest rank.
+        let rank = |q: f64| {
+            let i = (q * samples.len() as f64).ceil() as usize;
+            ms(samples[i.clamp(1, samples.len()) - 1])
+        };
+        let total: Duration = samples.iter().sum();
+        Some(Summary {
+            count: samples.len(),
+            mean_ms: ms(total) / samples.len() as f64,
+            median_ms: rank(0.5),
+            p95_ms: rank(0.95),
+            p99_ms: rank(0.99),
+            max_ms: ms(samples[samples.len() - 1]),
+        })
+    }
+}
+
+/// Bytes of memory one hash of `params` works in.
+pub(crate) fn memory_bytes(params: &HashParams) -> u64 {
+    match *params {
+        HashParams::Argon2id { memory_kib, .. } => u64::from(memory_kib) * 1024,
+        // V (128 * r * N) plus B (128 * r * p).
+        HashParams::Scrypt { log_n, r, p } => {
+            128 * u64::from(r) * (1u64 << log_n.min(40)) + 128 * u64::from(r) * u64::from(p)
+        }
+        // Blowfish's state: four 256-entry S-boxes and the 18-entry P-array of u32.
+        HashParams::Bcrypt { .. } => 4 * 256 * 4 + 18 * 4,
+    }
+}
+
+/// The hash setting as the config file writes it.
+pub(crate) fn params_toml(params: &HashParams) -> String {
+    match *params {
+        HashParams::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+        } => format!(
+            "hash = {{ algorithm = \"argon2id\", memory_kib = {memory_kib}, iterations = {iterations}, parallelism = {parallelism} }}"
+        ),
+        HashParams::Scrypt { log_n, r, p } => {
+            format!("hash = {{ algorithm = \"scrypt\", log_n = {log_n}, r = {r}, p = {p} }}")
+        }
+        HashParams::Bcrypt { cost } => {
+            format!("hash = {{ algorithm = \"bcrypt\", cost = {cost} }}")
+        }
+    }
+}
+
+/// The hash setting as JSON, with the config file's key names.
+pub(crate) fn params_json(params: &HashParams) -> Value {
+    match *params {
+        HashParams::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+        } => json!({
+            "algorithm": "argon2id",
+            "memory_kib": memory_kib,
+            "iterations": iterations,
+            "parallelism": parallelism,
+        }),
+        HashParams::Scrypt { log_n, r, p } => {
+            json!({ "algorithm": "scrypt", "log_n": log_n, "r": r, "p": p })
+        }
+        HashParams::Bcrypt { cost } => json!({ "algorithm": "bcrypt", "cost": cost }),
+    }
+}
+
+/// A password strategy found in a config file, with what a benchmark needs to drive it.
+pub(crate) struct PasswordSetup {
+    pub subject: String,
+    pub strategy: String,
+    pub spec: ResourceSpec,
+    pub config: PasswordConfig,
+}
+
+/// Loads and validates `path`, and returns its text and every password strategy in it.
+pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<(String, Vec<PasswordSetup>)> {
+    let (config, text) = crate::cli::load(path)?;
+    let doc: authd_strategy_api::toml::Table =
+        authd_strategy_api::toml::from_str(&text).context("the config is not valid TOML")?;
+    let mut found = Vec::new();
+    for resource in &config.resources {
+        for strategy in &resource.strategies {
+            if strategy.type_name != "password" {
+                continue;
+            }
+            let at = format!(
+                "resources.{}.strategies.{}",
+                resource.spec.name, strategy.name
+            );
+            let table = doc
+                .get("resources")
+                .and_then(|v| v.get(&resource.spec.name))
+                .and_then(|v| v.get("strategies"))
+                .and_then(|v| v.get(&strategy.name))
+                .and_then(|v| v.as_table())
+                .cloned()
+                .with_context(|| format!("{at}: not found in the file"))?;
+            let password = PasswordConfig::from_table(&at, &resource.spec, table)
+                .map_err(|problems| anyhow::anyhow!("{at}: {problems}"))?;
+            found.push(PasswordSetup {
+                subject: resource.spec.name.clone(),
+                strategy: strategy.name.clone(),
+                spec: resource.spec.clone(),
+                config: password,
+            });
+        }
+    }
+    Ok((text, found))
+}
+
+/// `12.3 ms`, `0.41 ms`, `1.20 s`.
+pub(crate) fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+/// `19.0 MiB`, `4.1 KiB`.
+pub(crate) fn fmt_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
+/// `61234/s`, `95.3/s`, `4.12/s`.
+pub(crate) fn fmt_rate(per_second: f64) -> String {
+    if per_second >= 1000.0 {
+        format!("{per_second:.0}/s")
+    } else if per_second >= 10.0 {
+        format!("{per_second:.1}/s")
+    } else {
+        format!("{per_second:.2}/s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_nearest_rank() {
+        let mut samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let s = Summary::of(&mut samples).unwrap_or_else(|| panic!("empty"));
+        assert_eq!(s.count, 100);
+        assert!((s.median_ms - 50.0).abs() < 1e-9);
+        assert!((s.p95_ms - 95.0).abs() < 1e-9);
+        assert!((s.p99_ms - 99.0).abs() < 1e-9);
+        assert!((s.max_ms - 100.0).abs() < 1e-9);
+        assert!(Summary::of(&mut []).is_none());
+        let mut one = [Duration::from_millis(7)];
+        let s = Summary::of(&mut one).unwrap_or_else(|| panic!("empty"));
+        assert!((s.p99_ms - 7.0).abs() < 1e-9 && (s.median_ms - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn printed_toml_is_a_valid_hash_setting() {
+        for algorithm in Algorithm::ALL {
+            let params = algorithm.owasp();
+            let text = format!(
+                "version = 1\n[resources.user]\nattributes.email = {{ type = \"ci_string\", unique = true }}\n\
+                 [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\n{}\n",
+                params_toml(&params)
+            );
+            let dir = std::env::temp_dir().join(format!(
+                "authd-bench-toml-{}-{}",
+                std::process::id(),
+                algorithm.name()
+            ));
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.join("authd.toml");
+            std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+            let (_, found) = password_strategies(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].config.hash, params, "{text}");
+            assert_eq!(params_json(&params)["algorithm"], algorithm.name());
+        }
+    }
+
+    #[test]
+    fn memory_per_hash_follows_the_parameters() {
+        assert_eq!(memory_bytes(&Algorithm::Argon2id.owasp()), 19456 * 1024);
+        assert_eq!(
+            memory_bytes(&Algorithm::Scrypt.owasp()),
+            128 * 8 * (1 << 17) + 128 * 8
+        );
+        assert_eq!(memory_bytes(&Algorithm::Bcrypt.owasp()), 4168);
+    }
+}

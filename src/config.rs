@@ -21,7 +21,6 @@ pub const VERSION: i64 = 1;
 
 /// `[server]`: the HTTP listener. `listen` needs a restart to change.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawServer {
     /// Address and port to listen on. Default `127.0.0.1:4000`.
     #[serde(default = "default_listen")]
@@ -60,7 +59,6 @@ impl Default for RawServer {
 
 /// `[store]`: the redb database file. Needs a restart to change.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawStore {
     /// Path of the database file, created if missing. Default `authd.redb`.
     #[serde(default = "default_store_path")]
@@ -69,7 +67,6 @@ struct RawStore {
 
 /// `[tokens]`: how tokens are signed, and the lifetime of session tokens.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTokens {
     /// The `iss` claim written and required. Default `authd`.
     #[serde(default = "default_issuer")]
@@ -103,7 +100,6 @@ impl Default for RawTokens {
 
 /// `attributes.<name> = { ... }`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAttribute {
     /// `string`, `ci_string`, `integer` or `boolean`.
     #[serde(rename = "type")]
@@ -318,13 +314,7 @@ fn read_section<T: serde::de::DeserializeOwned + Default>(
 ) -> Option<T> {
     match doc.remove(name) {
         None => Some(T::default()),
-        Some(value) => match TableReader::read::<T>(name, value) {
-            Ok(v) => Some(v),
-            Err(p) => {
-                problems.0.push(p);
-                None
-            }
-        },
+        Some(value) => TableReader::read::<T>(name, value, problems),
     }
 }
 
@@ -473,15 +463,12 @@ fn check_resource(
                     "attribute names use letters, digits, _ and - (at most 64); `id` is reserved",
                 );
             }
-            match TableReader::read::<RawAttribute>(&at, value) {
-                Ok(raw) => match check_attribute(&at, attr_name, raw, problems) {
+            match TableReader::read::<RawAttribute>(&at, value, problems) {
+                Some(raw) => match check_attribute(&at, attr_name, raw, problems) {
                     Some(a) => attributes.push(a),
                     None => ok = false,
                 },
-                Err(p) => {
-                    problems.0.push(p);
-                    ok = false;
-                }
+                None => ok = false,
             }
         }
     }

@@ -41,6 +41,7 @@ version = 1
 [server]
 listen = "not an address"
 colour = "blue"
+workers = 3
 [tokens]
 signing_algorithm = "RS256"
 [resources.user]
@@ -61,7 +62,9 @@ hash = { algorithm = "argon2id", memory_kib = 1 }
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for path in [
+        "server.listen",
         "server.colour",
+        "server.workers",
         "tokens.signing_algorithm",
         "resources.user.attributes.age.type",
     ] {
@@ -83,7 +86,11 @@ attributes.email = { type = "ci_string" }
 type = "password"
 identity_field = "email"
 sign_in_token_lifetime = "soon"
+passwrd_field = "pw"
 hash = { algorithm = "argon2id", memory_kib = 1 }
+[resources.user.strategies.password.resettable]
+sender = { type = "log" }
+lifetme = "1d"
 "#,
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -98,6 +105,8 @@ hash = { algorithm = "argon2id", memory_kib = 1 }
         "resources.user.strategies.password.identity_field",
         "resources.user.strategies.password.sign_in_token_lifetime",
         "resources.user.strategies.password.hash.memory_kib",
+        "resources.user.strategies.password.passwrd_field",
+        "resources.user.strategies.password.resettable.lifetme",
     ] {
         assert!(stderr.contains(path), "missing {path} in\n{stderr}");
     }

@@ -80,17 +80,46 @@ impl std::error::Error for Problems {}
 pub struct TableReader;
 
 impl TableReader {
-    /// Deserializes `value` (found at `path` in the file) into `T`.
+    /// Deserializes `value` (found at `path` in the file) into `T`. Every unknown key is
+    /// reported, each with its full path, beside the first value of a wrong type (after which
+    /// serde cannot go on). Types that must refuse unknown keys by themselves (internally
+    /// tagged enums, whose fields serde buffers) keep `#[serde(deny_unknown_fields)]`.
     ///
-    /// # Errors
-    /// A [`Problem`] naming the innermost key that failed (unknown key, wrong type, missing key).
-    pub fn read<T: DeserializeOwned>(path: &str, value: toml::Value) -> Result<T, Problem> {
-        serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
-            let inner = err.path().to_string();
-            let full = join_path(path, if inner == "." { "" } else { &inner });
-            // serde's message names the key already for unknown and missing fields.
-            Problem::new(full, err.into_inner().message().to_string())
-        })
+    /// Every problem found is added to `problems`; the value is returned whenever it could be
+    /// read (unknown keys do not stop the checks that follow).
+    pub fn read<T: DeserializeOwned>(
+        path: &str,
+        value: toml::Value,
+        problems: &mut Problems,
+    ) -> Option<T> {
+        let mut unknown = Vec::new();
+        let mut record = |ignored: serde_ignored::Path<'_>| {
+            // serde_ignored writes `?` for the inside of an `Option`: not a TOML key.
+            let key: Vec<String> = ignored
+                .to_string()
+                .split('.')
+                .filter(|part| *part != "?")
+                .map(str::to_string)
+                .collect();
+            unknown.push(key.join("."));
+        };
+        let outcome = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(
+            value,
+            &mut record,
+        ));
+        for key in unknown {
+            problems.push(join_path(path, &key), "unknown key");
+        }
+        match outcome {
+            Ok(v) => Some(v),
+            Err(err) => {
+                let inner = err.path().to_string();
+                let full = join_path(path, if inner == "." { "" } else { &inner });
+                // serde's message names the key already for unknown and missing fields.
+                problems.push(full, err.into_inner().message().to_string());
+                None
+            }
+        }
     }
 }
 
@@ -139,10 +168,35 @@ mod tests {
     fn reader_reports_full_path_of_nested_key() {
         let value: toml::Value =
             toml::from_str("hash = { cost = \"x\" }").unwrap_or_else(|e| panic!("{e}"));
-        let err = TableReader::read::<Outer>("resources.user.strategies.pw", value)
-            .err()
-            .unwrap_or_else(|| panic!("should fail"));
-        assert_eq!(err.path, "resources.user.strategies.pw.hash.cost");
+        let mut problems = Problems::default();
+        let read = TableReader::read::<Outer>("resources.user.strategies.pw", value, &mut problems);
+        assert!(read.is_none());
+        assert_eq!(problems.0[0].path, "resources.user.strategies.pw.hash.cost");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Lenient {
+        a: u32,
+        #[serde(default)]
+        inner: Option<Nested>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Nested {
+        b: u32,
+    }
+
+    #[test]
+    fn reader_reports_every_unknown_key_at_once() {
+        let value: toml::Value = toml::from_str("a = 1\nx = 2\ny = 3\ninner = { b = 1, z = 4 }")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut problems = Problems::default();
+        let read = TableReader::read::<Lenient>("t", value, &mut problems);
+        assert!(read.is_some(), "unknown keys do not stop the reading");
+        let paths: Vec<_> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["t.inner.z", "t.x", "t.y"], "{problems}");
     }
 
     #[test]

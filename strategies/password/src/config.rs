@@ -15,7 +15,6 @@ use crate::hash::HashParams;
 /// The password strategy as written in TOML. Defaults follow AshAuthentication's password
 /// strategy, except the hash (argon2id at OWASP's parameters instead of bcrypt).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPasswordConfig {
     /// Always `"password"` here; read by the registry to pick this factory.
     #[serde(rename = "type")]
@@ -43,7 +42,8 @@ struct RawPasswordConfig {
     #[serde(default = "default_sign_in_token_lifetime")]
     sign_in_token_lifetime: String,
     #[serde(default)]
-    hash: Option<RawHash>,
+    /// Read on its own (see [`RawHash`]) so that a mistake in it does not hide the others.
+    hash: Option<toml::Value>,
     #[serde(default = "default_min_length")]
     password_min_length: usize,
     #[serde(default = "default_max_length")]
@@ -61,7 +61,6 @@ struct RawPasswordConfig {
 
 /// `rate_limit = { ... }`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRateLimit {
     #[serde(default = "default_identity_failures")]
     identity_failures: u32,
@@ -107,13 +106,12 @@ enum RawHash {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawResettable {
     #[serde(default = "default_reset_lifetime")]
     token_lifetime: String,
     /// Required: a reset is useless without a way to reach the user, and defaulting to the
     /// `log` sender would put working reset tokens in production logs.
-    sender: SenderSpec,
+    sender: toml::Value,
 }
 
 fn default_identity() -> String {
@@ -212,8 +210,11 @@ impl PasswordConfig {
         table: toml::Table,
     ) -> Result<Self, Problems> {
         let mut problems = Problems::default();
-        let raw: RawPasswordConfig =
-            TableReader::read(path, toml::Value::Table(table)).map_err(|p| Problems(vec![p]))?;
+        let Some(raw) =
+            TableReader::read::<RawPasswordConfig>(path, toml::Value::Table(table), &mut problems)
+        else {
+            return Err(problems);
+        };
         let at = |key: &str| format!("{path}.{key}");
 
         let mut identity_ci = false;
@@ -282,13 +283,18 @@ impl PasswordConfig {
             at("sign_in_token_lifetime"),
             &raw.sign_in_token_lifetime,
         );
-        let resettable = raw.resettable.map(|r| Resettable {
-            token_lifetime: read_duration(
+        let resettable = raw.resettable.and_then(|r| {
+            let token_lifetime = read_duration(
                 &mut problems,
                 at("resettable.token_lifetime"),
                 &r.token_lifetime,
-            ),
-            sender: r.sender,
+            );
+            let sender =
+                TableReader::read::<SenderSpec>(&at("resettable.sender"), r.sender, &mut problems)?;
+            Some(Resettable {
+                token_lifetime,
+                sender,
+            })
         });
         if let Some(r) = &resettable
             && let Err(p) = r.sender.validate(&at("resettable.sender"), resource)
@@ -317,8 +323,8 @@ impl PasswordConfig {
                 window: Duration::from_secs(15 * 60),
             }),
             Some(value @ toml::Value::Table(_)) => {
-                match TableReader::read::<RawRateLimit>(&at("rate_limit"), value) {
-                    Ok(r) => {
+                match TableReader::read::<RawRateLimit>(&at("rate_limit"), value, &mut problems) {
+                    Some(r) => {
                         if r.identity_failures == 0 {
                             problems.push(at("rate_limit.identity_failures"), "must be at least 1");
                         }
@@ -335,10 +341,7 @@ impl PasswordConfig {
                             ),
                         })
                     }
-                    Err(p) => {
-                        problems.0.push(p);
-                        None
-                    }
+                    None => None,
                 }
             }
             Some(_) => {
@@ -352,7 +355,10 @@ impl PasswordConfig {
 
         let hash = match raw.hash {
             None => HashParams::default(),
-            Some(h) => check_hash(&at("hash"), h, &mut problems),
+            Some(value) => match TableReader::read::<RawHash>(&at("hash"), value, &mut problems) {
+                Some(h) => check_hash(&at("hash"), h, &mut problems),
+                None => HashParams::default(),
+            },
         };
 
         problems.into_result(PasswordConfig {

@@ -166,27 +166,10 @@ async fn broken_files_and_restart_only_changes_are_refused_and_the_old_config_se
 #[tokio::test]
 async fn sighup_reloads_the_running_binary() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr()
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let config = dir.path().join("authd.toml");
-    let text = format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = {:?}\n{}",
-        dir.path().join("a.redb").display().to_string(),
-        util::user_resource(ARGON2, "")
-    );
-    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let binary = util::Binary::new(dir.path(), &util::user_resource(ARGON2, ""));
+    let mut child = binary.spawn();
     let pid = child.id().to_string();
-    let client = crate::util::Probe::new(&format!("http://127.0.0.1:{port}"));
+    let client = crate::util::Probe::new(&binary.base);
     let first = client.wait_health(|h| h["config"]["generation"] == 1).await;
     assert!(first.is_some(), "the daemon did not come up");
     let status = std::process::Command::new("kill")

@@ -137,35 +137,19 @@ async fn reset_request_costs_the_same_whether_the_identity_exists_or_not() {
 async fn a_sigkill_loses_no_acknowledged_write() {
     let mut hook = util::receiver().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr()
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let config = dir.path().join("authd.toml");
-    let text = format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = {:?}\n{}",
-        dir.path().join("crash.redb").display().to_string(),
-        util::user_resource(
+    let binary = util::Binary::new(
+        dir.path(),
+        &util::user_resource(
             util::ARGON2,
             &format!(
                 "rate_limit = false\n[resources.user.strategies.password.resettable]\n\
                  sender = {{ type = \"webhook\", url = \"{}\" }}",
                 hook.url
-            )
-        )
+            ),
+        ),
     );
-    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let spawn = || binary.spawn();
+    let base = binary.base.clone();
     let mut child = spawn();
     assert!(
         Probe::new(&base).wait_health(|_| true).await.is_some(),
@@ -297,6 +281,16 @@ async fn a_sigkill_loses_no_acknowledged_write() {
     assert!(
         acknowledged > 20,
         "too few writes before the kill: {acknowledged}"
+    );
+    let resets = ledger
+        .values()
+        .filter(|e| e.1 && e.0.len() == 1 && e.0[0].starts_with("reset-password"))
+        .count();
+    assert!(resets > 0, "no reset was acknowledged before the kill");
+    let in_flight = ledger.values().filter(|e| !e.1 || e.0.len() > 1).count();
+    eprintln!(
+        "SIGKILL after {acknowledged} acknowledged registrations and {resets} acknowledged \
+         resets; {in_flight} requests were unanswered at the kill"
     );
     for (email, (passwords, acked)) in &ledger {
         let mut signed_in = 0;

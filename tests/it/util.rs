@@ -59,31 +59,27 @@ impl TestServer {
     }
 
     pub async fn start_with(body: &str, server_extra: &str) -> TestServer {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let db = dir.path().join("authd.redb");
-        let mut server = TestServer {
-            daemon: None,
-            base: String::new(),
-            db,
-            _dir: dir,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        };
+        let mut server = Self::unstarted();
         server.boot(body, server_extra).await;
         server
+    }
+
+    /// A temporary folder for the database (and config file), nothing running yet.
+    fn unstarted() -> TestServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        TestServer {
+            daemon: None,
+            base: String::new(),
+            db: dir.path().join("authd.redb"),
+            _dir: dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     /// Starts from a config file in the temporary folder, watched for changes like
     /// `authd serve` does.
     pub async fn start_watching(body: &str) -> TestServer {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let db = dir.path().join("authd.redb");
-        let mut server = TestServer {
-            daemon: None,
-            base: String::new(),
-            db,
-            _dir: dir,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        };
+        let mut server = Self::unstarted();
         let text = config_text(&server.db, "", body);
         std::fs::write(server.config_path(), &text).unwrap_or_else(|e| panic!("{e}"));
         let config = authd::parse_config(&text).unwrap_or_else(|p| panic!("config: {p}"));
@@ -373,5 +369,40 @@ impl Probe {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ))
+    }
+}
+
+/// The real `authd serve` binary as a child process, on a free port, with a config of
+/// `body` (resources) written into `dir`.
+pub struct Binary {
+    pub base: String,
+    pub config: PathBuf,
+}
+
+impl Binary {
+    pub fn new(dir: &std::path::Path, body: &str) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.join("authd.toml");
+        let text = format!(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = {:?}\n{body}",
+            dir.join("authd.redb").display().to_string(),
+        );
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+        Binary {
+            base: format!("http://127.0.0.1:{port}"),
+            config,
+        }
+    }
+
+    pub fn spawn(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use authd_strategy_api::{
     AttributeSpec, AttributeType, Problem, Problems, ResourceSpec, TableReader, ValidatedStrategy,
-    parse_duration,
+    parse_lifetime,
 };
 use serde::Deserialize;
 
@@ -410,7 +410,7 @@ fn check_tokens(raw: RawTokens, problems: &mut Problems) -> TokensConfig {
     if raw.issuer.is_empty() {
         problems.push("tokens.issuer", "must not be empty");
     }
-    let token_lifetime = parse_duration(&raw.token_lifetime).unwrap_or_else(|m| {
+    let token_lifetime = parse_lifetime(&raw.token_lifetime).unwrap_or_else(|m| {
         problems.push("tokens.token_lifetime", m);
         Duration::ZERO
     });

@@ -132,6 +132,21 @@ pub fn join_path(a: &str, b: &str) -> String {
     }
 }
 
+/// Parses a lifetime or window: a duration of whole seconds, at least one (tokens carry
+/// their times in seconds, so `"500ms"` would expire the moment it is issued).
+///
+/// # Errors
+/// A message for the operator when the string is not such a duration.
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        return Err(format!(
+            "`{text}` must be a whole number of seconds, at least 1s"
+        ));
+    }
+    Ok(d)
+}
+
 /// Parses a human duration (`"60s"`, `"15m"`, `"3d"`) as written in the TOML file.
 ///
 /// # Errors
@@ -205,5 +220,8 @@ mod tests {
         assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86400)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_lifetime("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_lifetime("500ms").is_err());
+        assert!(parse_lifetime("1500ms").is_err());
     }
 }

@@ -19,7 +19,7 @@ mod store;
 mod strategy;
 mod tokens;
 
-pub use config::{Problem, Problems, TableReader, parse_duration};
+pub use config::{Problem, Problems, TableReader, parse_duration, parse_lifetime};
 pub use pool::{Busy, HashPool};
 pub use sender::{
     Delivery, ResetMessage, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, WebhookSpec,

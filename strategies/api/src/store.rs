@@ -85,8 +85,8 @@ pub trait ThrottleStore: Send + Sync {
 
     /// Counts one failure of each `(key, limit)` in one durable write, in a fixed window of
     /// `window` seconds; at `limit` failures a key is locked out for `window` seconds,
-    /// doubling at each lockout that follows (capped at a day) until a window passes without
-    /// one.
+    /// doubling at each lockout that follows (capped at a day, or one window if that is
+    /// longer) until a window passes without one.
     ///
     /// # Errors
     /// When the store fails.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    AttributeType, Problems, ResourceSpec, SenderSpec, TableReader, parse_duration,
+    AttributeType, Problems, ResourceSpec, SenderSpec, TableReader, parse_lifetime,
 };
 use serde::Deserialize;
 
@@ -384,7 +384,7 @@ impl PasswordConfig {
 }
 
 fn read_duration(problems: &mut Problems, key: String, text: &str) -> Duration {
-    parse_duration(text).unwrap_or_else(|message| {
+    parse_lifetime(text).unwrap_or_else(|message| {
         problems.push(key, message);
         Duration::ZERO
     })

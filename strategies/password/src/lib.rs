@@ -708,6 +708,8 @@ impl Inner {
             )
             .await?
         else {
+            // Used already, or another reset won the race: a refused token, like any other.
+            self.failed(&throttle).await?;
             return rejected(Rejection::InvalidToken);
         };
         let token = self.session(&user)?;

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, fmt_rate,
-    memory_bytes, params_json, params_toml,
+    Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, memory_bytes,
+    params_json, params_toml,
 };
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
@@ -596,12 +596,12 @@ fn print_calibrations(machine: &Machine, target: Duration, results: &[Calibratio
             (Some(toml), Some(median), Some(memory)) => {
                 println!(
                     "# {}: median {} per hash, {} per hash ({} with one hashing worker per \
-                     core), about {} sign-ins per second on {} cores",
+                     core), about {:.1} sign-ins per second on {} cores",
                     c.algorithm.name(),
                     fmt_ms(median),
                     fmt_bytes(memory),
                     fmt_bytes(memory * machine.cores as u64),
-                    fmt_rate(machine.cores as f64 * 1000.0 / median),
+                    machine.cores as f64 * 1000.0 / median,
                     machine.cores
                 );
                 if first {

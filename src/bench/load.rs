@@ -7,10 +7,13 @@
 //!    daemon);
 //! 3. sign-in throughput and latency at `--concurrency`, as a ratio of that ceiling;
 //! 4. `/me` throughput and latency;
-//! 5. a bare hyper server answering a fixed JSON body, with the same client and concurrency:
+//! 5. a bare hyper server answering a fixed JSON body (a child process too, with as many runtime
+//!    workers as the daemon), sent the same requests as `/me` with the same client and
+//!    concurrency:
 //!    `/me` is shown as a fraction of it;
-//! 6. `/me` latency while sign-ins are sent at 4x the hashing ceiling, and the latency of the
-//!    503 answers (with `Retry-After`) the excess gets;
+//! 6. sign-ins sent at 4x the hashing ceiling, first alone (for half a phase), then together
+//!    with the `/me` load of step 4: the sign-ins still served, the latency of the 503 answers
+//!    (with `Retry-After`) the excess gets, and `/me` latency meanwhile;
 //! 7. the daemon's peak memory (VmHWM).
 //!
 //! Every loop is bounded in count and time, and only 127.0.0.1 is ever addressed.
@@ -125,6 +128,71 @@ impl Drop for DaemonChild {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bare hyper server, run as a child process like the daemon: `authd bench-load
+/// --serve-bare`. Killed when dropped; it also stops by itself when its standard input closes.
+struct BareChild {
+    child: Child,
+    port: u16,
+}
+
+impl BareChild {
+    fn spawn() -> anyhow::Result<BareChild> {
+        use std::io::BufRead as _;
+        let exe = std::env::current_exe().context("cannot find the authd executable")?;
+        let mut child = Command::new(&exe)
+            .args(["bench-load", "--serve-bare"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            // The port is the first line it prints, as soon as it listens.
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        match line.trim().parse() {
+            Ok(port) => Ok(BareChild { child, port }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("the bare server did not start (it said {line:?})")
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for BareChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `authd bench-load --serve-bare`: the bare server alone, on as many runtime workers as the
+/// daemon's (one per core), until standard input closes.
+fn serve_bare() -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let server = BareServer::start(super::cores())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", server.addr.port())?;
+    out.flush()?;
+    drop(out);
+    let mut sink = [0u8; 64];
+    while std::io::stdin().read(&mut sink).is_ok_and(|n| n > 0) {}
+    drop(server);
+    Ok(())
 }
 
 /// A process's peak resident memory (VmHWM), in bytes.
@@ -320,9 +388,9 @@ struct Phase {
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
     elapsed_s: f64,
-    /// CPU seconds used during the phase by the daemon and by this process (client, and the
-    /// bare server when it is the one measured).
-    daemon_cpu_s: Option<f64>,
+    /// CPU seconds used during the phase by the server measured (the daemon, or the bare
+    /// server) and by this process (the client).
+    server_cpu_s: Option<f64>,
     bench_cpu_s: Option<f64>,
 }
 
@@ -350,7 +418,7 @@ impl Phase {
             errors,
             first_error,
             elapsed_s: secs,
-            daemon_cpu_s: cpu.0,
+            server_cpu_s: cpu.0,
             bench_cpu_s: cpu.1,
         }
     }
@@ -380,8 +448,8 @@ impl Phase {
             }
         }
         s.push(')');
-        if let (Some(d), Some(b)) = (self.daemon_cpu_s, self.bench_cpu_s) {
-            s.push_str(&format!("  cpu daemon {d:.1} s, bench {b:.1} s"));
+        if let (Some(d), Some(b)) = (self.server_cpu_s, self.bench_cpu_s) {
+            s.push_str(&format!("  cpu server {d:.1} s, client {b:.1} s"));
         }
         s
     }
@@ -441,6 +509,15 @@ struct Flood {
     bench_cpu_s: Option<f64>,
 }
 
+/// Sign-ins flooded with nothing else running.
+#[derive(Debug, Serialize)]
+struct FloodAlone {
+    sent: u64,
+    skipped_by_client: u64,
+    abandoned: u64,
+    sign_in: Phase,
+}
+
 #[derive(Debug, Serialize)]
 struct Check {
     target: String,
@@ -473,6 +550,7 @@ struct Report {
     /// The rate of each half of the bare server's run (before and after `/me`).
     bare_hyper_runs_per_second: Vec<f64>,
     me_vs_bare: f64,
+    flood_alone: FloodAlone,
     flood: Flood,
     daemon_peak_memory_bytes: Option<u64>,
     memory_per_hash_bytes: u64,
@@ -481,6 +559,9 @@ struct Report {
 }
 
 pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
+    if args.serve_bare {
+        return serve_bare();
+    }
     anyhow::ensure!(
         args.duration >= Duration::from_millis(100) && args.duration <= MAX_DURATION,
         "--duration must be between 100ms and 10m"
@@ -550,8 +631,14 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
     ));
     let mut daemon = DaemonChild::spawn(&config_path, &dir.0.join("daemon.log"))?;
     let health = runtime.block_on(wait_ready(&http, &health_uri, &mut daemon))?;
-    let hash_workers = health["hash_pool"]["workers"].as_u64().unwrap_or(0);
-    let hash_queue = health["hash_pool"]["queue_capacity"].as_u64().unwrap_or(0);
+    // As /healthz reports them; the daemon's defaults (one worker per core, 8 queued jobs per
+    // worker) if it does not.
+    let hash_workers = health["hash_pool"]["workers"]
+        .as_u64()
+        .unwrap_or(machine.cores as u64);
+    let hash_queue = health["hash_pool"]["queue_capacity"]
+        .as_u64()
+        .unwrap_or(8 * hash_workers);
 
     // 1. Registration.
     let register_concurrency = concurrency.min((hash_workers + hash_queue).max(1) as usize);
@@ -623,12 +710,12 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
             get(&uri, Some(&tokens[n]))
         }
     };
-    let server = runtime.block_on(async { BareServer::start(machine.cores) })?;
-    let bare_uri: hyper::Uri = format!("http://{}/", server.addr).parse()?;
+    let mut server = BareChild::spawn()?;
+    let bare_uri: hyper::Uri = format!("http://127.0.0.1:{}/", server.port).parse()?;
     let bare_run = |n: usize| {
-        let mark = CpuMark::now(daemon.pid());
+        let mark = CpuMark::now(server.pid());
         let done = Arc::new(AtomicU64::new(0));
-        let uri = bare_uri.clone();
+        // The very requests /me gets (bearer token included), to another server.
         let result = runtime.block_on(ticking(
             &progress,
             &format!("bare hyper ({n}/2)"),
@@ -639,7 +726,7 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
                 half,
                 StatusCode::OK,
                 done,
-                move |_, _| get(&uri, None),
+                me_loop(bare_uri.clone(), Arc::clone(&tokens)),
             ),
         ));
         (result, mark.since())
@@ -665,6 +752,9 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
     let me = Phase::of(me, mark.since());
     ensure_answers("/me", &me)?;
     let bare_after = bare_run(2);
+    if let Some(status) = server.exited() {
+        anyhow::bail!("the bare server exited during the benchmark ({status})");
+    }
     drop(server);
     let bare_runs: Vec<f64> = [&bare_before.0, &bare_after.0]
         .iter()
@@ -679,8 +769,30 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
     );
     ensure_answers("bare hyper", &bare)?;
 
-    // 6. /me while sign-ins are flooded.
+    // 6. Sign-ins flooded alone for half a phase (the daemon should keep hashing at its
+    // ceiling and shed the rest at once), then with /me at the same time.
     let offered = FLOOD_FACTOR * ceiling.per_second;
+    let mark = CpuMark::now(daemon.pid());
+    let flood_alone = {
+        let done = Arc::new(AtomicU64::new(0));
+        let bodies = Arc::clone(&sign_in_bodies);
+        let uri = sign_in_uri.clone();
+        runtime.block_on(ticking(
+            &progress,
+            &format!("flood: sign-ins at {} alone", fmt_rate(offered)),
+            Arc::clone(&done),
+            open_loop(&http, offered, half, StatusCode::OK, done, move |i| {
+                post_json(&uri, &bodies[i as usize % bodies.len()])
+            }),
+        ))
+    };
+    let cpu = mark.since();
+    let flood_alone = FloodAlone {
+        sent: flood_alone.sent,
+        skipped_by_client: flood_alone.skipped,
+        abandoned: flood_alone.abandoned,
+        sign_in: Phase::of(flood_alone.result, cpu),
+    };
     let mark = CpuMark::now(daemon.pid());
     let (flood_sign_in, flood_me) = {
         let done = Arc::new(AtomicU64::new(0));
@@ -776,6 +888,7 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
         bare_hyper: bare,
         bare_hyper_runs_per_second: bare_runs,
         me_vs_bare,
+        flood_alone,
         flood,
         daemon_peak_memory_bytes: peak,
         memory_per_hash_bytes: memory_bytes(&driver.params),
@@ -1104,6 +1217,21 @@ fn checks(
     out
 }
 
+fn print_busy(p: &Phase) {
+    match &p.busy_latency {
+        Some(b) => println!(
+            "  sign-in 503       {:>9} answers  p50 {:>9}  p99 {:>9}  max {:>9}  ({} without \
+             Retry-After)",
+            p.busy,
+            fmt_ms(b.median_ms),
+            fmt_ms(b.p99_ms),
+            fmt_ms(b.max_ms),
+            p.busy_without_retry_after
+        ),
+        None => println!("  sign-in 503       none"),
+    }
+}
+
 fn print_report(r: &Report) {
     println!(
         "authd bench-load: {} ({}), {} hashing workers, queue {}; {} cores ({}){}",
@@ -1163,9 +1291,26 @@ fn print_report(r: &Report) {
         "  /me = {:.1}% of the bare hyper server",
         r.me_vs_bare * 100.0
     );
+    let a = &r.flood_alone;
+    println!(
+        "flood alone: sign-ins offered at {} ({}x the ceiling) for {:.1} s: {} sent, {} skipped \
+         by the client, {} unanswered",
+        fmt_rate(r.flood.offered_per_second),
+        r.flood.factor,
+        r.phase_duration_s / 2.0,
+        a.sent,
+        a.skipped_by_client,
+        a.abandoned
+    );
+    println!("  sign-in 200       {}", a.sign_in.line());
+    println!(
+        "    = {:.1}% of the hash-only ceiling",
+        a.sign_in.per_second / r.hash_ceiling.per_second.max(1e-9) * 100.0
+    );
+    print_busy(&a.sign_in);
     let f = &r.flood;
     println!(
-        "flood: sign-ins offered at {} ({}x the ceiling): {} sent, {} skipped by the client, \
+        "flood with /me: sign-ins offered at {} ({}x the ceiling): {} sent, {} skipped by the client, \
          {} unanswered{}",
         fmt_rate(f.offered_per_second),
         f.factor,
@@ -1173,23 +1318,12 @@ fn print_report(r: &Report) {
         f.skipped_by_client,
         f.abandoned,
         match (f.daemon_cpu_s, f.bench_cpu_s) {
-            (Some(d), Some(b)) => format!("; cpu daemon {d:.1} s, bench {b:.1} s"),
+            (Some(d), Some(b)) => format!("; cpu server {d:.1} s, client {b:.1} s"),
             _ => String::new(),
         }
     );
     println!("  sign-in 200       {}", f.sign_in.line());
-    match &f.sign_in.busy_latency {
-        Some(b) => println!(
-            "  sign-in 503       {:>9} answers  p50 {:>9}  p99 {:>9}  max {:>9}  ({} without \
-             Retry-After)",
-            f.sign_in.busy,
-            fmt_ms(b.median_ms),
-            fmt_ms(b.p99_ms),
-            fmt_ms(b.max_ms),
-            f.sign_in.busy_without_retry_after
-        ),
-        None => println!("  sign-in 503       none"),
-    }
+    print_busy(&f.sign_in);
     println!("  /me               {}", f.me.line());
     println!(
         "daemon peak memory  {} (VmHWM; limit {} = {} workers x {} + 64 MiB)",

@@ -127,6 +127,11 @@ pub struct BenchLoadArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Internal: run only the bare hyper server, print its port, and serve until standard input
+    /// closes (bench-load starts itself this way, so that both servers it compares run as
+    /// processes of their own).
+    #[arg(long, hide = true)]
+    pub serve_bare: bool,
 }
 
 /// Runs `authd bench-hash`, printing any error.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use authd_strategy_api::{
     Claims, FieldErrors, HashPool, Params, PhaseRequest, Purpose, Rejection, TokenError,
-    TokenStore, Tokens, UserStore, Verdict,
+    TokenStore, Tokens, Verdict,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -575,14 +575,15 @@ pub fn decode_params(
     Ok(params)
 }
 
-/// Checks a session token from `Authorization: Bearer`: signature, purpose, subject and
-/// revocation. Returns its claims and the user id.
+/// Checks a session token from `Authorization: Bearer`: signature, purpose and subject, then,
+/// in one read of the store, that it is not revoked and that its user exists and has not reset
+/// their password since (`sep`). Returns its claims and the user.
 async fn session<B>(
     shared: &Shared,
     generation: &Generation,
     subject: &str,
     req: &Request<B>,
-) -> Result<(Claims, uuid::Uuid), Failure> {
+) -> Result<(Claims, authd_strategy_api::UserRecord), Failure> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -597,10 +598,14 @@ async fn session<B>(
         .user_id(subject)
         .filter(|_| claims.purpose == Purpose::User)
         .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
-    if shared.store.is_revoked(&claims.jti).await? {
-        return Err(Failure::Rejected(Rejection::InvalidToken));
-    }
-    Ok((claims, id))
+    let user = shared
+        .store
+        .live_session_user(subject, id, &claims.jti)
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        // Sessions from before the user's last password reset are revoked.
+        .filter(|user| claims.sep.unwrap_or(0) == user.session_epoch)
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    Ok((claims, user))
 }
 
 async fn me<B>(
@@ -609,14 +614,7 @@ async fn me<B>(
     subject: &str,
     req: &Request<B>,
 ) -> Result<Reply, Failure> {
-    let (claims, id) = session(shared, generation, subject, req).await?;
-    let user = shared
-        .store
-        .get(subject, id)
-        .await?
-        // Sessions from before the user's last password reset are revoked.
-        .filter(|user| claims.sep.unwrap_or(0) == user.session_epoch)
-        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    let (_, user) = session(shared, generation, subject, req).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "user": user.public_view() }),

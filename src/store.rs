@@ -250,6 +250,32 @@ impl Store {
         Ok(())
     }
 
+    /// The user of a session token, from one read transaction: `None` if the token (by its
+    /// `jti`) is dead or the user is gone. The hot path of `/me`.
+    ///
+    /// # Errors
+    /// When the store fails or the record is unreadable.
+    pub fn live_session_user(
+        &self,
+        subject: &str,
+        id: Uuid,
+        jti: &str,
+    ) -> Result<Option<UserRecord>, Error> {
+        let tx = self.db.begin_read()?;
+        if tx
+            .open_table(DEAD_TOKENS)?
+            .get(token_key(jti).as_slice())?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let users = tx.open_table(USERS)?;
+        let found = users.get((subject, id.as_u128()))?;
+        found
+            .map(|g| StoredUserV1::decode(id.as_u128(), g.value()))
+            .transpose()
+    }
+
     fn get_sync(&self, subject: &str, id: Uuid) -> Result<Option<UserRecord>, Error> {
         let tx = self.db.begin_read()?;
         let users = tx.open_table(USERS)?;

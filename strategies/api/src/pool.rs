@@ -26,6 +26,25 @@ pub enum Busy {
     Lost,
 }
 
+/// The niceness of hashing threads: when the cores are busy, the scheduler prefers the async
+/// runtime (token checks, the immediate 503s of a full queue) over hashing; when they are not,
+/// hashing runs at full speed.
+#[cfg(target_os = "linux")]
+const HASH_NICE: libc::c_int = 10;
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: both calls only read this thread's id and change its own scheduling priority;
+    // no memory is involved. A failure (e.g. a sandbox refusing it) leaves the priority as is.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, HASH_NICE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// Counts a job out of `pending` when dropped.
 struct Decrement(Arc<AtomicUsize>);
 
@@ -59,6 +78,7 @@ impl HashPool {
             thread::Builder::new()
                 .name(format!("authd-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         // The lock is held only while waiting for the next job, never while running it.
                         let job = match rx.lock() {

@@ -172,11 +172,7 @@ async fn rate_limit_false_turns_it_off() {
 async fn a_reset_revokes_sessions_and_sign_in_tokens_issued_before() {
     for revoke in [true, false] {
         let mut hook = util::receiver().await;
-        let extra = format!(
-            "revoke_sessions_on_reset = {revoke}\n[resources.user.strategies.password.resettable]\n\
-             sender = {{ type = \"webhook\", url = \"{}\" }}",
-            hook.url
-        );
+        let extra = format!("revoke_sessions_on_reset = {revoke}\n{}", hook.resettable());
         let s = TestServer::start(&util::user_resource(ARGON2, &extra)).await;
         let old_session = s.register("ada@example.com", "correct horse").await;
         let (_, body) = s

@@ -123,11 +123,7 @@ async fn bcrypt_refuses_passwords_over_72_bytes_instead_of_truncating() {
 #[tokio::test]
 async fn password_reset_over_a_webhook() {
     let mut hook = util::receiver().await;
-    let extra = format!(
-        "[resources.user.strategies.password.resettable]\nsender = {{ type = \"webhook\", url = \"{}\" }}",
-        hook.url
-    );
-    let s = TestServer::start(&util::user_resource(ARGON2, &extra)).await;
+    let s = TestServer::start(&util::user_resource(ARGON2, &hook.resettable())).await;
     s.register("ada@example.com", "correct horse").await;
 
     // Unknown identity: the same 202, and nothing is sent.
@@ -219,11 +215,7 @@ async fn password_reset_over_a_webhook() {
 #[tokio::test]
 async fn a_reset_token_dies_when_the_password_changes() {
     let mut hook = util::receiver().await;
-    let extra = format!(
-        "[resources.user.strategies.password.resettable]\nsender = {{ type = \"webhook\", url = \"{}\" }}",
-        hook.url
-    );
-    let s = TestServer::start(&util::user_resource(ARGON2, &extra)).await;
+    let s = TestServer::start(&util::user_resource(ARGON2, &hook.resettable())).await;
     s.register("ada@example.com", "correct horse").await;
     for _ in 0..2 {
         let (status, _) = s

@@ -141,11 +141,7 @@ async fn a_sigkill_loses_no_acknowledged_write() {
         dir.path(),
         &util::user_resource(
             util::ARGON2,
-            &format!(
-                "rate_limit = false\n[resources.user.strategies.password.resettable]\n\
-                 sender = {{ type = \"webhook\", url = \"{}\" }}",
-                hook.url
-            ),
+            &format!("rate_limit = false\n{}", hook.resettable()),
         ),
     );
     let spawn = || binary.spawn();

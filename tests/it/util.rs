@@ -298,6 +298,15 @@ pub async fn receiver() -> Receiver {
 }
 
 impl Receiver {
+    /// The `resettable` table of the usual test strategy, sending to this receiver.
+    pub fn resettable(&self) -> String {
+        format!(
+            "[resources.user.strategies.password.resettable]\n\
+             sender = {{ type = \"webhook\", url = \"{}\" }}",
+            self.url
+        )
+    }
+
     /// The next delivery, waiting up to 5 s.
     pub async fn next(&mut self) -> Value {
         tokio::time::timeout(std::time::Duration::from_secs(5), self.rx.recv())

@@ -187,7 +187,7 @@ fn build_generation(
         trusted_proxies: config.server.trusted_proxies.clone(),
         number,
         file_hash: file_hash(text),
-        loaded_at: server::now_secs(),
+        loaded_at: authd_strategy_api::now_secs(),
         tokens,
         pool,
     })
@@ -215,7 +215,7 @@ impl Core {
                     tracing::error!(problem = %p, "RL0001 config reload rejected; the previous config stays in force");
                 }
                 let failure = ReloadFailure {
-                    at: server::now_secs(),
+                    at: authd_strategy_api::now_secs(),
                     file_hash: Some(file_hash(text)),
                     problems: problems.0.iter().map(ToString::to_string).collect(),
                 };
@@ -249,7 +249,7 @@ impl Core {
     fn record_read_failure(&self, path: &Path, e: &std::io::Error) {
         tracing::error!(path = %path.display(), error = %e, "RL0002 cannot read the config file; the previous config stays in force");
         let failure = ReloadFailure {
-            at: server::now_secs(),
+            at: authd_strategy_api::now_secs(),
             file_hash: None,
             problems: vec![format!("cannot read {}: {e}", path.display())],
         };
@@ -273,7 +273,7 @@ impl Core {
                 strategies.insert(format!("{subject}/{name}"), count);
             }
             Ok::<_, crate::store::Error>(StaleCensus {
-                computed_at: server::now_secs(),
+                computed_at: authd_strategy_api::now_secs(),
                 strategies,
             })
         })

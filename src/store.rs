@@ -6,12 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use authd_strategy_api::{
     Error as ApiError, InsertError, NewUser, SecretChange, ThrottleStore, TokenStore, UniqueKey,
-    UserRecord, UserStore,
+    UserRecord, UserStore, now_secs,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -117,12 +116,6 @@ pub struct Store {
 
 fn token_key(jti: &str) -> [u8; 32] {
     Sha256::digest(jti.as_bytes()).into()
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {

@@ -5,9 +5,11 @@
 //! (purpose, action, revocation) is checked by whoever accepts it.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use authd_strategy_api::{Claims, Error as ApiError, IssuedToken, TokenError, TokenSpec, Tokens};
+use authd_strategy_api::{
+    Claims, Error as ApiError, IssuedToken, TokenError, TokenSpec, Tokens, now_secs,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
@@ -101,12 +103,6 @@ impl TokenService {
             session_lifetime: config.token_lifetime,
         }
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Tokens for TokenService {

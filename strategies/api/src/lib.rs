@@ -33,4 +33,6 @@ pub use strategy::{
     PhaseSpec, Rejection, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
     Verdict,
 };
-pub use tokens::{Claims, IssuedToken, Purpose, TokenError, TokenSpec, TokenStore, Tokens};
+pub use tokens::{
+    Claims, IssuedToken, Purpose, TokenError, TokenSpec, TokenStore, Tokens, now_secs,
+};

@@ -7,6 +7,13 @@ use uuid::Uuid;
 
 use crate::Error;
 
+/// Seconds since the Unix epoch: the unit of token times, lockouts and `/healthz`.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What a token is for; a token is refused everywhere but for its own purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

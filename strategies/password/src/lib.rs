@@ -10,13 +10,14 @@ pub mod hash;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
     Error, FieldErrors, IssuedToken, Method, Outcome, PhaseRequest, PhaseSpec, Problems, Purpose,
     Rejection, ResetMessage, ResourceSpec, SecretChange, Sender, Services, Strategy,
     StrategyFactory, TokenError, TokenSpec, UniqueKey, UserRecord, ValidatedStrategy, Verdict,
+    now_secs,
 };
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -178,12 +179,6 @@ impl Strategy for PasswordStrategy {
         let stored = user.secrets.get(&self.0.config.hashed_password_field)?;
         Some(self.0.config.hash.is_stale(stored))
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn invalid(errors: FieldErrors) -> Outcome {
@@ -519,7 +514,8 @@ impl Inner {
         };
         // A successful sign-in forgets the identity's failures (not the address's). This is
         // one durable write, as a failure is: both outcomes cost the same.
-        if let Some((identity_key, _)) = throttle.first().filter(|_| c.rate_limit.is_some()) {
+        // (`throttle` is empty when `rate_limit = false`.)
+        if let Some((identity_key, _)) = throttle.first() {
             self.services.throttle.clear(identity_key).await?;
         }
 

@@ -124,7 +124,7 @@ pub enum ImportError {
     #[error("not a password hash of any supported format")]
     Unrecognized,
     /// The string is not in the format [`import`] was told it is in.
-    #[error("the hash is not a {expected} hash{}", found.map(|f| format!(" (it looks like {f})")).unwrap_or_default())]
+    #[error("the hash is not in the {expected} format{}", found.map(|f| format!(" (it looks like {f})")).unwrap_or_default())]
     WrongFormat {
         expected: Format,
         found: Option<Format>,

@@ -102,7 +102,7 @@ impl std::fmt::Display for Format {
 
 /// The format `stored` claims by its prefix (or, for better-auth, its shape: 32 hex
 /// characters, `:`, 128 hex characters). Parameters are not read: a string identified here
-/// may still be refused by [`parse`] or by the bounds.
+/// may still be refused as malformed or out of bounds ([`import`](super::import) says which).
 ///
 /// passlib's PBKDF2 and the PHC form share their prefixes (`$pbkdf2-sha256$`); passlib writes
 /// the iteration count alone as the second field (`$29000$`), PHC writes `i=29000,l=32`.

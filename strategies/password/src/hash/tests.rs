@@ -811,7 +811,7 @@ fn import_checks_the_named_format() {
     );
     assert_eq!(
         e.to_string(),
-        "the hash is not a argon2id hash (it looks like bcrypt)"
+        "the hash is not in the argon2id format (it looks like bcrypt)"
     );
     // better-auth's bare form, named or not; a near miss named is refused as not that format.
     let ba = format!("{}:{}", "0a".repeat(16), "1b".repeat(64));

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod diff;
 pub mod outbox;
 pub mod registry;
+pub mod secret_strength;
 pub mod senders;
 pub mod server;
 pub mod store;

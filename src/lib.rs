@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod daemon;
 pub mod diff;

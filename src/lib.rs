@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod diff;
 pub mod outbox;

@@ -7,11 +7,14 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod diff;
 pub mod outbox;
 pub mod registry;
+pub mod secret_strength;
 pub mod senders;
 pub mod server;
 pub mod store;

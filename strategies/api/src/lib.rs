@@ -14,6 +14,7 @@ pub use toml;
 
 mod config;
 mod pool;
+pub mod precis;
 mod sender;
 mod store;
 mod strategy;

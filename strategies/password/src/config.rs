@@ -10,7 +10,12 @@ use authd_strategy_api::{
 };
 use serde::Deserialize;
 
-use crate::hash::HashParams;
+use crate::hash::bounds::{
+    ARGON2_MAX_ITERATIONS, ARGON2_MAX_MEMORY_KIB, ARGON2_MAX_PARALLELISM, ARGON2_MAX_WORK_KIB,
+    BCRYPT_MAX_COST, BCRYPT_MIN_COST, SCRYPT_MAX_LOG_N, SCRYPT_MAX_MEMORY_BYTES, SCRYPT_MAX_P,
+    SCRYPT_MAX_WORK_BYTES,
+};
+use crate::hash::{Algorithm, HashParams};
 
 /// The password strategy as written in TOML. Defaults follow AshAuthentication's password
 /// strategy, except the hash (argon2id at OWASP's parameters instead of bcrypt).
@@ -80,29 +85,72 @@ fn default_window() -> String {
     "15m".into()
 }
 
+/// `hash = { algorithm = "...", ... }`. A parameter left out takes its value from
+/// [`Algorithm::owasp`], the one place for the defaults.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "snake_case", deny_unknown_fields)]
 enum RawHash {
     Argon2id {
-        #[serde(default = "default_memory")]
-        memory_kib: u32,
-        #[serde(default = "default_iterations")]
-        iterations: u32,
-        #[serde(default = "one")]
-        parallelism: u32,
+        memory_kib: Option<u32>,
+        iterations: Option<u32>,
+        parallelism: Option<u32>,
     },
     Scrypt {
-        #[serde(default = "default_log_n")]
-        log_n: u8,
-        #[serde(default = "default_r")]
-        r: u32,
-        #[serde(default = "one")]
-        p: u32,
+        log_n: Option<u8>,
+        r: Option<u32>,
+        p: Option<u32>,
     },
     Bcrypt {
-        #[serde(default = "default_cost")]
-        cost: u32,
+        cost: Option<u32>,
     },
+}
+
+impl RawHash {
+    /// OWASP's parameters for the algorithm, with those written in the file in their place.
+    fn with_defaults(self) -> HashParams {
+        let algorithm = match self {
+            RawHash::Argon2id { .. } => Algorithm::Argon2id,
+            RawHash::Scrypt { .. } => Algorithm::Scrypt,
+            RawHash::Bcrypt { .. } => Algorithm::Bcrypt,
+        };
+        let mut params = algorithm.owasp();
+        match (self, &mut params) {
+            (
+                RawHash::Argon2id {
+                    memory_kib,
+                    iterations,
+                    parallelism,
+                },
+                HashParams::Argon2id {
+                    memory_kib: m,
+                    iterations: t,
+                    parallelism: p,
+                },
+            ) => {
+                *m = memory_kib.unwrap_or(*m);
+                *t = iterations.unwrap_or(*t);
+                *p = parallelism.unwrap_or(*p);
+            }
+            (
+                RawHash::Scrypt { log_n, r, p },
+                HashParams::Scrypt {
+                    log_n: ln0,
+                    r: r0,
+                    p: p0,
+                },
+            ) => {
+                *ln0 = log_n.unwrap_or(*ln0);
+                *r0 = r.unwrap_or(*r0);
+                *p0 = p.unwrap_or(*p0);
+            }
+            (RawHash::Bcrypt { cost }, HashParams::Bcrypt { cost: c }) => {
+                *c = cost.unwrap_or(*c);
+            }
+            // `owasp()` of the algorithm just matched: the pairs above are the only ones.
+            _ => {}
+        }
+        params
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,9 +177,6 @@ fn default_hashed() -> String {
 fn yes() -> bool {
     true
 }
-fn one() -> u32 {
-    1
-}
 fn default_sign_in_token_lifetime() -> String {
     "60s".into()
 }
@@ -143,21 +188,6 @@ fn default_min_length() -> usize {
 }
 fn default_max_length() -> usize {
     256
-}
-fn default_memory() -> u32 {
-    19456
-}
-fn default_iterations() -> u32 {
-    2
-}
-fn default_log_n() -> u8 {
-    17
-}
-fn default_r() -> u32 {
-    8
-}
-fn default_cost() -> u32 {
-    12
 }
 
 /// A validated password strategy configuration.
@@ -390,65 +420,100 @@ fn read_duration(problems: &mut Problems, key: String, text: &str) -> Duration {
     })
 }
 
+/// Holds the configured parameters to the bounds every stored hash is held to
+/// (`hash::bounds`), so that authd never writes a hash it would then refuse to verify.
 fn check_hash(path: &str, raw: RawHash, problems: &mut Problems) -> HashParams {
     let at = |key: &str| format!("{path}.{key}");
-    match raw {
-        RawHash::Argon2id {
+    let params = raw.with_defaults();
+    match params {
+        HashParams::Argon2id {
             memory_kib,
             iterations,
             parallelism,
         } => {
-            if !(1..=64).contains(&parallelism) {
-                problems.push(at("parallelism"), "must be between 1 and 64");
-            }
-            if memory_kib < 8 * parallelism.max(1) || memory_kib > 4 * 1024 * 1024 {
+            if !(1..=ARGON2_MAX_PARALLELISM).contains(&parallelism) {
                 problems.push(
-                    at("memory_kib"),
-                    "must be between 8 x parallelism and 4194304 (4 GiB)",
+                    at("parallelism"),
+                    format!("must be between 1 and {ARGON2_MAX_PARALLELISM}"),
                 );
             }
-            if !(1..=1000).contains(&iterations) {
-                problems.push(at("iterations"), "must be between 1 and 1000");
-            }
-            HashParams::Argon2id {
-                memory_kib,
-                iterations,
-                parallelism,
-            }
-        }
-        RawHash::Scrypt { log_n, r, p } => {
-            if !(1..=30).contains(&log_n) {
-                problems.push(at("log_n"), "must be between 1 and 30");
-            }
-            if !(1..=64).contains(&r) {
-                problems.push(at("r"), "must be between 1 and 64");
-            }
-            if !(1..=64).contains(&p) {
-                problems.push(at("p"), "must be between 1 and 64");
-            }
-            // scrypt needs 128 * r * N bytes per hash.
-            let memory = 128u64 * u64::from(r) * (1u64 << log_n.min(40));
-            if memory > 4 << 30 {
+            if memory_kib < 8 * parallelism.max(1) || memory_kib > ARGON2_MAX_MEMORY_KIB {
                 problems.push(
-                    path.to_string(),
+                    at("memory_kib"),
                     format!(
-                        "needs {} MiB per hash; at most 4096 MiB is allowed",
-                        memory >> 20
+                        "must be between 8 x parallelism and {ARGON2_MAX_MEMORY_KIB} ({} GiB)",
+                        ARGON2_MAX_MEMORY_KIB >> 20
                     ),
                 );
             }
-            HashParams::Scrypt { log_n, r, p }
-        }
-        RawHash::Bcrypt { cost } => {
-            if !(4..=31).contains(&cost) {
-                problems.push(at("cost"), "must be between 4 and 31");
+            if !(1..=ARGON2_MAX_ITERATIONS).contains(&iterations) {
+                problems.push(
+                    at("iterations"),
+                    format!("must be between 1 and {ARGON2_MAX_ITERATIONS}"),
+                );
             }
-            HashParams::Bcrypt { cost }
+            let work = u64::from(memory_kib) * u64::from(iterations);
+            if work > ARGON2_MAX_WORK_KIB {
+                problems.push(
+                    path.to_string(),
+                    format!(
+                        "memory_kib x iterations is {work}; at most {ARGON2_MAX_WORK_KIB} ({} GiB of passes) is allowed",
+                        ARGON2_MAX_WORK_KIB >> 20
+                    ),
+                );
+            }
+        }
+        HashParams::Scrypt { log_n, r, p } => {
+            if !(1..=SCRYPT_MAX_LOG_N).contains(&log_n) {
+                problems.push(
+                    at("log_n"),
+                    format!("must be between 1 and {SCRYPT_MAX_LOG_N}"),
+                );
+            }
+            if !(1..=64).contains(&r) {
+                problems.push(at("r"), "must be between 1 and 64");
+            } else if usize::from(log_n) >= 16 * r as usize {
+                problems.push(at("r"), "must be more than log_n / 16 (scrypt's own rule)");
+            }
+            if !(1..=SCRYPT_MAX_P).contains(&p) {
+                problems.push(at("p"), format!("must be between 1 and {SCRYPT_MAX_P}"));
+            }
+            // scrypt needs 128 * r * N bytes per hash, and fills them p times.
+            let memory = 128u64 * u64::from(r) * (1u64 << log_n.min(40));
+            if memory > SCRYPT_MAX_MEMORY_BYTES {
+                problems.push(
+                    path.to_string(),
+                    format!(
+                        "needs {} MiB per hash; at most {} MiB is allowed",
+                        memory >> 20,
+                        SCRYPT_MAX_MEMORY_BYTES >> 20
+                    ),
+                );
+            } else if memory * u64::from(p) > SCRYPT_MAX_WORK_BYTES {
+                problems.push(
+                    path.to_string(),
+                    format!(
+                        "fills {} MiB per hash (128 x r x N x p); at most {} MiB is allowed",
+                        (memory * u64::from(p)) >> 20,
+                        SCRYPT_MAX_WORK_BYTES >> 20
+                    ),
+                );
+            }
+        }
+        HashParams::Bcrypt { cost } => {
+            if !(BCRYPT_MIN_COST..=BCRYPT_MAX_COST).contains(&cost) {
+                problems.push(
+                    at("cost"),
+                    format!("must be between {BCRYPT_MIN_COST} and {BCRYPT_MAX_COST}"),
+                );
+            }
         }
     }
+    params
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use authd_strategy_api::AttributeSpec;
@@ -541,5 +606,72 @@ mod tests {
         .unwrap_or_else(|| panic!("should fail"));
         assert!(err.0[0].path.starts_with("s.hash"), "{err}");
         assert!(err.0[0].message.contains("memory"), "{err}");
+    }
+
+    fn hash_of(text: &str) -> Result<HashParams, Problems> {
+        PasswordConfig::from_table(
+            "s",
+            &resource(),
+            table(&format!(
+                "type = \"password\"\nidentity_field = \"email\"\nhash = {text}"
+            )),
+        )
+        .map(|c| c.hash)
+    }
+
+    #[test]
+    fn hash_parameters_left_out_come_from_owasp() {
+        for algorithm in Algorithm::ALL {
+            let text = format!("{{ algorithm = \"{}\" }}", algorithm.name());
+            assert_eq!(hash_of(&text).unwrap(), algorithm.owasp());
+        }
+        assert_eq!(
+            hash_of("{ algorithm = \"argon2id\", iterations = 3 }").unwrap(),
+            HashParams::Argon2id {
+                memory_kib: 19456,
+                iterations: 3,
+                parallelism: 1
+            }
+        );
+    }
+
+    #[test]
+    fn hash_parameters_are_held_to_the_verification_bounds() {
+        // authd must not write a hash that `hash::verify` would refuse as out of bounds.
+        for (text, key) in [
+            ("{ algorithm = \"bcrypt\", cost = 17 }", "s.hash.cost"),
+            (
+                "{ algorithm = \"argon2id\", memory_kib = 1048577 }",
+                "s.hash.memory_kib",
+            ),
+            (
+                "{ algorithm = \"argon2id\", iterations = 33 }",
+                "s.hash.iterations",
+            ),
+            (
+                "{ algorithm = \"argon2id\", memory_kib = 1048576, iterations = 5 }",
+                "s.hash",
+            ),
+            ("{ algorithm = \"scrypt\", log_n = 21 }", "s.hash.log_n"),
+            ("{ algorithm = \"scrypt\", log_n = 20, r = 9 }", "s.hash"),
+            ("{ algorithm = \"scrypt\", log_n = 20, p = 5 }", "s.hash"),
+            ("{ algorithm = \"scrypt\", p = 17 }", "s.hash.p"),
+            ("{ algorithm = \"scrypt\", log_n = 17, r = 1 }", "s.hash.r"),
+        ] {
+            let err = hash_of(text).unwrap_err();
+            assert!(
+                err.0.iter().any(|p| p.path == key),
+                "{text}: {key} missing from {err}"
+            );
+        }
+        // The limits themselves are accepted, and hash into strings `verify` reads.
+        for text in [
+            "{ algorithm = \"bcrypt\", cost = 16 }",
+            "{ algorithm = \"argon2id\", memory_kib = 1048576, iterations = 4 }",
+            "{ algorithm = \"scrypt\", log_n = 20, r = 8, p = 4 }",
+        ] {
+            let params = hash_of(text).unwrap();
+            assert!(crate::hash::import(None, &params.dummy()).is_ok(), "{text}");
+        }
     }
 }

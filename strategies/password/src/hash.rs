@@ -1,19 +1,32 @@
-//! Hash providers: argon2id, scrypt and bcrypt, stored as PHC (`$argon2id$...`, `$scrypt$...`)
-//! or modular-crypt (`$2b$...`) strings. A stored hash is always verified with the algorithm
-//! and parameters written in its own string, whatever the current configuration says, so that
-//! changing the configured algorithm never locks anyone out.
+//! Password hashes: making them (argon2id, scrypt or bcrypt, as configured), verifying them,
+//! and accepting the hashes of the systems users migrate from.
+//!
+//! A stored hash is always verified with the algorithm and parameters written in its own
+//! string, whatever the current configuration says, so that changing the configured algorithm
+//! never locks anyone out; [`HashParams::is_stale`] then says it should be rehashed at the next
+//! sign-in. Besides authd's own PHC and modular-crypt strings, [`verify`] reads argon2i/d,
+//! `$2a$`/`$2y$` bcrypt, passlib's and better-auth's scrypt, and Django's, passlib's and the
+//! PHC (Kratos) PBKDF2 forms ([`Format`]); [`import`] checks such a string without hashing.
+//!
+//! Every stored hash is held to the bounds of [`bounds`] before it is run, at import and at
+//! each verification: a hash outside them is refused with an error naming the bound, never
+//! computed. The submodules split the work: `formats` reads strings (never hashes), `bounds`
+//! judges costs, `kdf` runs the functions.
 //!
 //! Everything here is blocking CPU work: callers run it on the hashing pool, never on the
 //! async runtime.
 
-use std::cell::RefCell;
+pub mod bounds;
+mod formats;
+mod kdf;
 
-use argon2::{Algorithm, Argon2, Block, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use password_hash::{PasswordHasher, SaltString};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
+
+pub use formats::{Format, identify};
 
 /// Length of argon2 and scrypt outputs, and of every salt, in bytes.
 const OUTPUT_LEN: usize = 32;
@@ -37,14 +50,51 @@ pub enum HashParams {
     },
 }
 
-impl Default for HashParams {
-    /// argon2id at OWASP's recommended parameters (m=19 MiB, t=2, p=1).
-    fn default() -> Self {
-        HashParams::Argon2id {
-            memory_kib: 19456,
-            iterations: 2,
-            parallelism: 1,
+/// An algorithm authd hashes new passwords with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Algorithm {
+    Argon2id,
+    Scrypt,
+    Bcrypt,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 3] = [Algorithm::Argon2id, Algorithm::Scrypt, Algorithm::Bcrypt];
+
+    /// The one place for OWASP's recommended parameters (Password Storage Cheat Sheet):
+    /// argon2id m=19 MiB t=2 p=1, scrypt N=2^17 r=8 p=1. For bcrypt OWASP sets a floor of
+    /// cost 10; authd uses 12. [`HashParams::default`] and the configuration's defaults
+    /// come from here.
+    pub const fn owasp(self) -> HashParams {
+        match self {
+            Algorithm::Argon2id => HashParams::Argon2id {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+            },
+            Algorithm::Scrypt => HashParams::Scrypt {
+                log_n: 17,
+                r: 8,
+                p: 1,
+            },
+            Algorithm::Bcrypt => HashParams::Bcrypt { cost: 12 },
         }
+    }
+
+    /// The name used in the configuration (`hash.algorithm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Argon2id => "argon2id",
+            Algorithm::Scrypt => "scrypt",
+            Algorithm::Bcrypt => "bcrypt",
+        }
+    }
+}
+
+impl Default for HashParams {
+    /// argon2id at OWASP's recommended parameters ([`Algorithm::owasp`]).
+    fn default() -> Self {
+        Algorithm::Argon2id.owasp()
     }
 }
 
@@ -62,18 +112,122 @@ impl std::fmt::Display for HashParams {
     }
 }
 
-/// The hashing machinery failed (bad parameters, a corrupt stored hash).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HashError(String);
+/// Why a hash string is refused before anything is hashed with it, at [`import`] or at
+/// [`verify`]. Messages name what is wrong and never contain the hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The format name given to [`import`] is not one of [`Format::name`].
+    #[error("unknown hash format {0}; known formats: {known}", known = known_formats())]
+    UnknownFormat(String),
+    /// No format claims the string.
+    #[error("not a password hash of any supported format")]
+    Unrecognized,
+    /// The string is not in the format [`import`] was told it is in.
+    #[error("the hash is not in the {expected} format{}", found.map(|f| format!(" (it looks like {f})")).unwrap_or_default())]
+    WrongFormat {
+        expected: Format,
+        found: Option<Format>,
+    },
+    /// The string claims a format but does not follow it.
+    #[error("malformed {format} hash: {reason}")]
+    Malformed {
+        format: Format,
+        reason: &'static str,
+    },
+    /// A known format authd refuses, and why.
+    #[error("unsupported hash: {0}")]
+    Unsupported(&'static str),
+    /// A cost or size above its bound (see [`bounds`]).
+    #[error("{what} {value}{unit} is above the import limit of {limit}{unit}")]
+    AboveLimit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+        unit: &'static str,
+    },
+    /// A cost or size below its floor (see [`bounds`]).
+    #[error("{what} {value}{unit} is below the minimum of {limit}{unit}")]
+    BelowMinimum {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+        unit: &'static str,
+    },
+}
 
-thread_local! {
-    /// One argon2 memory block per hashing thread, reused across calls: allocating and
-    /// page-faulting 19 MiB on every hash costs about a quarter of the hash itself.
-    static ARGON2_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+fn known_formats() -> String {
+    let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+    names.join(", ")
+}
+
+/// The hashing machinery failed, or a stored hash was refused before being run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// The stored string is malformed, of an unknown format, or outside the bounds: nothing
+    /// was hashed.
+    #[error("stored hash refused: {0}")]
+    Refused(#[from] ImportError),
+    /// The algorithm refused its parameters or failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Checks a hash exported from another system and returns the string to store for it.
+///
+/// `format` is a [`Format::name`], or `None` to detect it ([`identify`]). Nothing is hashed:
+/// the string is parsed, and its costs and sizes are held to the [`bounds`].
+///
+/// The string is stored as given: every accepted form names its algorithm and parameters, so
+/// [`verify`] reads it as it is, and re-encoding would risk changing what it means (better-auth
+/// and Django hash the salt's text, not bytes it might encode). Under the default
+/// configuration each imported hash is stale ([`HashParams::is_stale`]) and is replaced by an
+/// authd hash at the user's next sign-in.
+///
+/// # Errors
+/// An unknown format name, a string of no supported format or not of the one named, a
+/// malformed string, `$2x$`/`$2$` bcrypt, or a cost or size outside the bounds; see
+/// [`ImportError`]. The message never contains the hash.
+pub fn import(format: Option<&str>, value: &str) -> Result<String, ImportError> {
+    if let Some(name) = format {
+        let Some(expected) = Format::from_name(name) else {
+            return Err(ImportError::UnknownFormat(quote_name(name)));
+        };
+        let found = identify(value);
+        if found != Some(expected) {
+            return Err(ImportError::WrongFormat { expected, found });
+        }
+    }
+    let parsed = formats::parse(value)?;
+    bounds::check(&parsed)?;
+    Ok(value.to_owned())
+}
+
+/// `name` quoted for an error message when it looks like a format name; anything else (a
+/// hash pasted in the wrong field) is not repeated.
+fn quote_name(name: &str) -> String {
+    let plain = name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
+        format!("`{name}`")
+    } else {
+        "(not shown)".to_string()
+    }
 }
 
 impl HashParams {
+    /// The algorithm of these parameters.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            HashParams::Argon2id { .. } => Algorithm::Argon2id,
+            HashParams::Scrypt { .. } => Algorithm::Scrypt,
+            HashParams::Bcrypt { .. } => Algorithm::Bcrypt,
+        }
+    }
+
     /// Most bytes of password the algorithm uses (bcrypt ignores the rest, so authd refuses it).
     pub fn max_password_bytes(&self) -> Option<usize> {
         match self {
@@ -95,9 +249,18 @@ impl HashParams {
                 iterations,
                 parallelism,
             } => {
-                let params = argon2_params(memory_kib, iterations, parallelism, OUTPUT_LEN)?;
+                let params =
+                    argon2::Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_LEN))
+                        .map_err(err)?;
                 let mut out = [0u8; OUTPUT_LEN];
-                argon2_raw(params, password, &salt, &mut out)?;
+                kdf::argon2_raw(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                    password,
+                    &salt,
+                    &mut out,
+                )?;
                 Ok(format!(
                     "$argon2id$v=19$m={memory_kib},t={iterations},p={parallelism}${}${}",
                     B64.encode(salt),
@@ -156,88 +319,65 @@ impl HashParams {
         }
     }
 
-    /// Whether `stored` was made with other parameters than these (rehash-on-sign-in).
+    /// Whether `stored` is not a hash of these exact parameters: another algorithm, other
+    /// costs, another output length, another bcrypt variant than `$2b$`, an imported format,
+    /// or no readable hash at all. The sign-in path then rehashes it with these parameters.
     pub fn is_stale(&self, stored: &str) -> bool {
-        StoredParams::parse(stored).is_none_or(|p| p != *self)
+        formats::parse(stored)
+            .ok()
+            .and_then(|parsed| native_params(&parsed))
+            .is_none_or(|p| p != *self)
     }
 }
 
-/// The parameters written in a stored hash.
-struct StoredParams;
-
-impl StoredParams {
-    fn parse(stored: &str) -> Option<HashParams> {
-        if let Some(rest) = stored.strip_prefix("$2") {
-            // $2b$12$...
-            let cost = rest.get(1..)?.strip_prefix('$')?.get(..2)?.parse().ok()?;
-            return Some(HashParams::Bcrypt { cost });
+/// The parameters of a parsed hash when it is one authd itself writes, with authd's output
+/// length; `None` for everything else.
+fn native_params(parsed: &formats::Parsed) -> Option<HashParams> {
+    use formats::Kdf;
+    let native_output = parsed.expected.len() == OUTPUT_LEN;
+    match (parsed.format, parsed.kdf) {
+        (
+            Format::Argon2id,
+            Kdf::Argon2 {
+                version: argon2::Version::V0x13,
+                m,
+                t,
+                p,
+                ..
+            },
+        ) if native_output => Some(HashParams::Argon2id {
+            memory_kib: m,
+            iterations: t,
+            parallelism: p,
+        }),
+        (Format::Scrypt, Kdf::Scrypt { log_n, r, p, .. }) if native_output => {
+            Some(HashParams::Scrypt { log_n, r, p })
         }
-        let hash = PasswordHash::new(stored).ok()?;
-        let get = |name: &str| hash.params.get_decimal(name);
-        match hash.algorithm.as_str() {
-            "argon2id" if hash.version == Some(19) => Some(HashParams::Argon2id {
-                memory_kib: get("m")?,
-                iterations: get("t")?,
-                parallelism: get("p")?,
-            }),
-            "scrypt" => Some(HashParams::Scrypt {
-                log_n: u8::try_from(get("ln")?).ok()?,
-                r: get("r")?,
-                p: get("p")?,
-            }),
-            _ => None,
-        }
+        (Format::Bcrypt, Kdf::Bcrypt { minor: b'b', cost }) => Some(HashParams::Bcrypt { cost }),
+        _ => None,
     }
 }
 
-/// Verifies `password` against a stored hash of any supported algorithm, using the parameters
-/// recorded in the hash. `Ok(false)` for a wrong password.
+/// Verifies `password` against a stored hash of any supported [`Format`], using the
+/// parameters recorded in the hash. `Ok(false)` for a wrong password.
+///
+/// bcrypt uses only the first 72 bytes of a password; a longer one never matches a bcrypt
+/// hash here (authd refuses such passwords when it hashes with bcrypt), though the work is
+/// done all the same. better-auth's format NFKC-normalizes the password first, as
+/// better-auth does; no other format does.
 ///
 /// # Errors
-/// When the stored string is not a hash authd can read.
+/// [`HashError::Refused`] when the stored string is malformed, of no supported format, or
+/// outside the [`bounds`] (then nothing is hashed); [`HashError::Failed`] when the algorithm
+/// fails.
 pub fn verify(password: &[u8], stored: &str) -> Result<bool, HashError> {
-    if stored.starts_with("$2") {
-        // bcrypt ignores bytes past the 72nd: such a password was never accepted, so it
-        // cannot match. The verify still runs, to cost what any other attempt costs.
-        let too_long = password.len() > 72;
-        let ok = bcrypt::verify(&password[..password.len().min(72)], stored).map_err(err)?;
-        return Ok(ok && !too_long);
-    }
-    let hash = PasswordHash::new(stored).map_err(err)?;
-    match hash.algorithm.as_str() {
-        "argon2id" => {
-            let expected = hash
-                .hash
-                .ok_or_else(|| HashError("argon2 hash has no output".into()))?;
-            let params = argon2::Params::try_from(&hash).map_err(err)?;
-            let params = argon2_params(
-                params.m_cost(),
-                params.t_cost(),
-                params.p_cost(),
-                expected.len(),
-            )?;
-            let mut salt = [0u8; 64];
-            let salt = hash
-                .salt
-                .ok_or_else(|| HashError("argon2 hash has no salt".into()))?
-                .decode_b64(&mut salt)
-                .map_err(err)?;
-            let mut out = vec![0u8; expected.len()];
-            if hash.version != Some(19) {
-                // Argon2 v1.0 hashes: rare, verified the slow way.
-                return Ok(Argon2::default().verify_password(password, &hash).is_ok());
-            }
-            argon2_raw(params, password, salt, &mut out)?;
-            Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
-        }
-        "argon2i" | "argon2d" => Ok(Argon2::default().verify_password(password, &hash).is_ok()),
-        "scrypt" => match scrypt::Scrypt.verify_password(password, &hash) {
-            Ok(()) => Ok(true),
-            Err(password_hash::Error::Password) => Ok(false),
-            Err(e) => Err(err(e)),
-        },
-        other => Err(HashError(format!("unsupported hash algorithm `{other}`"))),
-    }
+    let parsed = formats::parse(stored)?;
+    bounds::check(&parsed)?;
+    let mut out = vec![0u8; parsed.expected.len()];
+    kdf::derive(parsed.kdf, password, &parsed.salt, &mut out)?;
+    let matches = bool::from(out.as_slice().ct_eq(parsed.expected.as_slice()));
+    let too_long = matches!(parsed.kdf, formats::Kdf::Bcrypt { .. }) && password.len() > 72;
+    Ok(matches && !too_long)
 }
 
 /// A short fingerprint of a stored hash, put in reset and sign-in tokens so that they die when
@@ -248,121 +388,9 @@ pub fn fingerprint(stored: Option<&str>) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12])
 }
 
-fn argon2_params(m: u32, t: u32, p: u32, len: usize) -> Result<argon2::Params, HashError> {
-    argon2::Params::new(m, t, p, Some(len)).map_err(err)
-}
-
-fn argon2_raw(
-    params: argon2::Params,
-    password: &[u8],
-    salt: &[u8],
-    out: &mut [u8],
-) -> Result<(), HashError> {
-    let blocks = params.block_count();
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    ARGON2_MEMORY.with(|memory| {
-        let mut memory = memory.borrow_mut();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
-        }
-        argon
-            .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
-            .map_err(err)
-    })
-}
-
 fn err(e: impl std::fmt::Display) -> HashError {
-    HashError(e.to_string())
+    HashError::Failed(e.to_string())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SMALL: [HashParams; 3] = [
-        HashParams::Argon2id {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        HashParams::Scrypt {
-            log_n: 4,
-            r: 8,
-            p: 1,
-        },
-        HashParams::Bcrypt { cost: 4 },
-    ];
-
-    #[test]
-    fn each_algorithm_round_trips_and_refuses_wrong_passwords() {
-        for params in SMALL {
-            let stored = params
-                .hash(b"correct horse")
-                .unwrap_or_else(|e| panic!("{params}: {e}"));
-            assert_eq!(
-                verify(b"correct horse", &stored).ok(),
-                Some(true),
-                "{params}"
-            );
-            assert_eq!(
-                verify(b"correct horsf", &stored).ok(),
-                Some(false),
-                "{params}"
-            );
-            assert!(!params.is_stale(&stored), "{params}: {stored}");
-        }
-    }
-
-    #[test]
-    fn argon2_output_matches_the_reference_implementation() {
-        // Our reused-memory path must produce what the argon2 crate's own hasher verifies.
-        let params = SMALL[0];
-        let stored = params.hash(b"pw").unwrap_or_else(|e| panic!("{e}"));
-        let parsed = PasswordHash::new(&stored).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
-        // And hashes made by the reference hasher verify here.
-        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap_or_else(|e| panic!("{e}"));
-        let reference = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            argon2::Params::new(64, 1, 1, None).unwrap_or_else(|e| panic!("{e}")),
-        )
-        .hash_password(b"pw", &salt)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .to_string();
-        assert_eq!(verify(b"pw", &reference).ok(), Some(true));
-        assert_eq!(verify(b"px", &reference).ok(), Some(false));
-    }
-
-    #[test]
-    fn dummies_parse_and_never_match() {
-        for params in SMALL {
-            let dummy = params.dummy();
-            assert_eq!(verify(b"", &dummy).ok(), Some(false), "{params}: {dummy}");
-            assert!(!params.is_stale(&dummy), "{params}: {dummy}");
-        }
-    }
-
-    #[test]
-    fn staleness_follows_algorithm_and_parameters() {
-        let stored = SMALL[2].hash(b"pw").unwrap_or_else(|e| panic!("{e}"));
-        assert!(SMALL[0].is_stale(&stored));
-        assert!(HashParams::Bcrypt { cost: 5 }.is_stale(&stored));
-        assert!(SMALL[0].is_stale("garbage"));
-    }
-
-    #[test]
-    fn bcrypt_never_matches_a_password_longer_than_72_bytes() {
-        let stored = SMALL[2].hash(&[b'a'; 72]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(verify(&[b'a'; 72], &stored).ok(), Some(true));
-        let mut longer = vec![b'a'; 72];
-        longer.extend_from_slice(b"anything");
-        assert_eq!(verify(&longer, &stored).ok(), Some(false));
-    }
-
-    #[test]
-    fn corrupt_hashes_are_errors_not_matches() {
-        assert!(verify(b"pw", "$argon2id$v=19$m=64,t=1,p=1$bad").is_err());
-        assert!(verify(b"pw", "not a hash").is_err());
-    }
-}
+mod tests;

@@ -141,7 +141,7 @@ pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d.subsec_nanos() != 0 || d.as_secs() == 0 {
         return Err(format!(
-            "`{text}` must be a whole number of seconds, at least 1s"
+            "must be a whole number of seconds, at least 1s"
         ));
     }
     Ok(d)
@@ -156,7 +156,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be longer than zero".to_string()),
         Ok(d) => Ok(d),
         Err(e) => Err(format!(
-            "`{text}` is not a duration ({e}); write for example \"60s\", \"15m\", \"3d\""
+            "is not a duration ({e}); write for example \"60s\", \"15m\", \"3d\""
         )),
     }
 }

@@ -1,39 +1,49 @@
 //! The contract between the authd daemon and its strategy plugins.
 //!
-//! A strategy (the password strategy first) is built from one table of the TOML file by a
-//! [`StrategyFactory`], validated without touching any file or socket ([`ValidatedStrategy`]),
-//! then instantiated over the daemon's [`Services`] into a live [`Strategy`] that answers the
-//! phases it declares.
+//! A strategy (password, magic link, API keys, TOTP) is built from one table of the TOML file
+//! by a [`StrategyFactory`], validated without touching any file or socket
+//! ([`ValidatedStrategy`]), then instantiated over the daemon's [`Services`] into a live
+//! [`Strategy`] that answers the phases it declares.
 //!
 //! This crate must stay free of HTTP and of any storage engine: the daemon maps verdicts to
-//! HTTP responses, and the redb store (or a later PostgreSQL one) implements [`UserStore`] and
-//! [`TokenStore`]. A wrong password is a [`Rejection`], never an [`Error`]: errors mean the
-//! machinery failed.
+//! HTTP responses, and a store backend implements the traits of `authd-store-api` (re-exported
+//! here). A wrong password is a [`Rejection`], never an [`Error`]: errors mean the machinery
+//! failed.
+//!
+//! # Adding a strategy type
+//! A crate that depends only on this one implements [`StrategyFactory`] (its table),
+//! [`ValidatedStrategy`] (its phases) and [`Strategy`] (their answers), declares the token
+//! [`Purpose`]s and message kinds it uses, and is listed in the daemon's registry.
 
+pub use authd_store_api::{
+    self as store, Collision, InsertError, NewUser, Store, StoreError, UniqueKey, UpdateOutcome,
+    UserRecord, UserStore, UserUpdate,
+};
 pub use toml;
 
+mod clock;
 mod config;
+mod events;
+mod message;
 mod pool;
 pub mod precis;
-mod sender;
-mod store;
 mod strategy;
+pub mod throttle;
 mod tokens;
 
-pub use config::{Problem, Problems, TableReader, parse_duration, parse_lifetime};
+pub use clock::Clock;
+pub use config::{Problem, Problems, TableReader, join_path, parse_duration, parse_lifetime};
+pub use events::{Event, Events, NoEvents, names as event_names};
+pub use message::{
+    Delivery, DurationText, Message, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, Templates,
+    WebhookSpec, kinds, placeholders, render_template,
+};
 pub use pool::{Busy, HashPool};
-pub use sender::{
-    Delivery, ResetMessage, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, WebhookSpec,
-    placeholders, render_template,
-};
-pub use store::{
-    InsertError, NewUser, SecretChange, ThrottleStore, UniqueKey, UserRecord, UserStore,
-};
 pub use strategy::{
-    AttributeSpec, AttributeType, Error, FieldErrors, Method, Outcome, Params, PhaseRequest,
-    PhaseSpec, Rejection, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
-    Verdict,
+    Access, AttributeSpec, AttributeType, BearerUser, ConfirmationSpec, Credential, Error,
+    FieldErrors, Grant, META_CONFIRMED_AT, META_RESETS, Method, Outcome, Params, PhaseRequest,
+    PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session, Strategy,
+    StrategyFactory, ValidatedStrategy, Verdict,
 };
-pub use tokens::{
-    Claims, IssuedToken, Purpose, TokenError, TokenSpec, TokenStore, Tokens, now_secs,
-};
+pub use throttle::{Counted, Limit, Reservation, Throttle, rate_key};
+pub use tokens::{Claims, Expect, IssuedToken, Purpose, TokenError, TokenSpec, Tokens, check};

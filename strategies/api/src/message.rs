@@ -1,15 +1,19 @@
-//! How a strategy hands a message (a password-reset token) to the outside world.
+//! How a strategy hands a message (a reset token, a magic link, a confirmation, an event) to
+//! the outside world.
 //!
 //! The strategy declares *which* sender it wants as data ([`SenderSpec`], read from its TOML
-//! table); the daemon owns the implementations ([`Senders`]) because they speak HTTP or SMTP,
-//! and delivers through a durable outbox. Validation here is pure: no environment variable or
-//! file is read (secrets are read when a message is delivered), no socket is opened.
+//! table) and builds a [`Message`] of a kind of its own with its template variables; the daemon
+//! owns the implementations ([`Senders`]) because they speak HTTP or SMTP, and delivers through
+//! a durable outbox. A new kind of message needs no change to the daemon. Validation here is
+//! pure: no environment variable or file is read (secrets are read when a message is
+//! delivered), no socket is opened.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::{AttributeType, Problem, Problems, ResourceSpec, parse_duration};
 
@@ -19,32 +23,40 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The attribute holding the address when an `smtp` sender has no `to_field`.
 pub const DEFAULT_TO_FIELD: &str = "email";
-/// Subject of the reset email when an `smtp` sender has no `subject`.
-pub const DEFAULT_SUBJECT: &str = "Reset your password";
-/// Body of the reset email when an `smtp` sender has a `reset_url` but no `body`.
-pub const DEFAULT_BODY_WITH_URL: &str = "Someone asked to reset the password of your account.\n\n\
-To choose a new password, open this link:\n\n{{url}}\n\n\
-The link works once and expires at {{expires_at}}. If you did not ask for this, ignore this \
-email: your password stays as it is.\n";
-/// Body of the reset email when an `smtp` sender has neither `reset_url` nor `body`.
-pub const DEFAULT_BODY_WITH_TOKEN: &str = "Someone asked to reset the password of your account.\n\n\
-To choose a new password, use this reset token:\n\n{{token}}\n\n\
-It works once and expires at {{expires_at}}. If you did not ask for this, ignore this email: \
-your password stays as it is.\n";
 
-/// The placeholders every reset template may use, besides the user's attributes.
+/// The placeholders every template may use, besides the user's attributes and the message's
+/// own variables.
 const BUILTIN_PLACEHOLDERS: &[&str] = &["token", "url", "expires_at", "strategy", "id"];
+
+/// A duration written as text in the file (`"2s"`, `"30m"`) and kept as a [`Duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationText(pub Duration);
+
+impl Serialize for DurationText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(DurationText)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// The `sender` table of a strategy.
 ///
-/// `webhook` and `smtp` messages go through the daemon's durable outbox: a reset request is
+/// `webhook` and `smtp` messages go through the daemon's durable outbox: a request is
 /// answered at once, and the message is delivered (at least once) by a background worker that
 /// retries with exponential back-off and jitter until it succeeds or its deadline passes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SenderSpec {
     /// Writes the message, token included, to the daemon's log at once. For development only:
-    /// whoever reads the log can reset the password.
+    /// whoever reads the log can use the token.
     Log {},
     /// POSTs the message as JSON, signed as the Standard Webhooks specification says.
     Webhook(WebhookSpec),
@@ -52,16 +64,26 @@ pub enum SenderSpec {
     Smtp(SmtpSpec),
 }
 
-/// When to retry and when to give up: the `retry_base`, `give_up_after` and `timeout` keys of
-/// the outbox-backed senders.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// When to retry and when to give up, resolved from the `retry_base`, `give_up_after` and
+/// `timeout` keys of the outbox-backed senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
-    /// The first retry delay, as written (default [`DEFAULT_RETRY_BASE`]).
-    pub retry_base: Option<String>,
-    /// The longest time to keep trying, as written (default: until the token expires).
-    pub give_up_after: Option<String>,
-    /// The longest one attempt may take, as written (default [`DEFAULT_TIMEOUT`]).
-    pub timeout: Option<String>,
+    /// The first retry delay (default [`DEFAULT_RETRY_BASE`]).
+    pub retry_base: Duration,
+    /// The longest time to keep trying (default: until the token expires).
+    pub give_up_after: Option<Duration>,
+    /// The longest one attempt may take (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            retry_base: DEFAULT_RETRY_BASE,
+            give_up_after: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// `sender = { type = "webhook", url = "...", secret_file = "..." }`.
@@ -79,16 +101,16 @@ pub struct WebhookSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
     /// First retry delay; each further retry waits twice as long (with jitter, at most 30
-    /// minutes). Default `"2s"`.
+    /// minutes). Default `"2s"`, at most `"1h"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_base: Option<String>,
+    pub retry_base: Option<DurationText>,
     /// Give up this long after the request at the latest. Default (and upper bound): when the
     /// token expires, since a late token is useless.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub give_up_after: Option<String>,
-    /// How long one attempt may take (connect, send, answer). Default `"10s"`.
+    pub give_up_after: Option<DurationText>,
+    /// How long one attempt may take (connect, send, answer). Default `"10s"`, at most `"5m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<DurationText>,
 }
 
 /// How the SMTP connection is secured.
@@ -141,51 +163,56 @@ pub struct SmtpSpec {
     /// resource must then declare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_field: Option<String>,
-    /// Template of the `Subject:` line. Default `Reset your password`.
+    /// Template of the `Subject:` line. Default: the message kind's own subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// Template of the plain-text body. Default: a short message with `{{url}}` when
-    /// `reset_url` is set, else with `{{token}}`, and `{{expires_at}}`.
+    /// Template of the plain-text body. Default: the message kind's own text, with `{{url}}`
+    /// when the kind's link template is set, else with `{{token}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// Template of the link `{{url}}` stands for; must use `{{token}}`, e.g.
+    /// Link of password-reset messages, `{{url}}` in templates; must use `{{token}}`, e.g.
     /// `https://app.example/reset?token={{token}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_url: Option<String>,
-    /// First retry delay; each further retry waits twice as long (with jitter, at most 30
-    /// minutes). Default `"2s"`.
+    /// Link of magic-link messages, e.g. `https://app.example/magic?token={{token}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_base: Option<String>,
+    pub magic_link_url: Option<String>,
+    /// Link of confirmation messages, e.g. `https://app.example/confirm?confirm={{token}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_url: Option<String>,
+    /// First retry delay; each further retry waits twice as long (with jitter, at most 30
+    /// minutes). Default `"2s"`, at most `"1h"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_base: Option<DurationText>,
     /// Give up this long after the request at the latest. Default (and upper bound): when the
     /// token expires, since a late token is useless.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub give_up_after: Option<String>,
-    /// How long one attempt may take (connect, send, answer). Default `"10s"`.
+    pub give_up_after: Option<DurationText>,
+    /// How long one attempt may take (connect, send, answer). Default `"10s"`, at most `"5m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<DurationText>,
 }
 
-impl WebhookSpec {
-    /// Retry and deadline settings.
-    pub fn delivery(&self) -> Delivery {
-        Delivery {
-            retry_base: self.retry_base.clone(),
-            give_up_after: self.give_up_after.clone(),
-            timeout: self.timeout.clone(),
-        }
+fn delivery_of(
+    retry_base: Option<DurationText>,
+    give_up_after: Option<DurationText>,
+    timeout: Option<DurationText>,
+) -> Delivery {
+    Delivery {
+        retry_base: retry_base.map_or(DEFAULT_RETRY_BASE, |d| d.0),
+        give_up_after: give_up_after.map(|d| d.0),
+        timeout: timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
     }
 }
+
+/// The link-template keys of an `smtp` sender, by message kind.
+const URL_KEYS: &[(&str, &str)] = &[
+    (kinds::PASSWORD_RESET, "reset_url"),
+    (kinds::MAGIC_LINK, "magic_link_url"),
+    (kinds::CONFIRMATION, "confirm_url"),
+];
 
 impl SmtpSpec {
-    /// Retry and deadline settings.
-    pub fn delivery(&self) -> Delivery {
-        Delivery {
-            retry_base: self.retry_base.clone(),
-            give_up_after: self.give_up_after.clone(),
-            timeout: self.timeout.clone(),
-        }
-    }
-
     /// `port`, or the usual port of the `tls` mode.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or_else(|| self.tls.default_port())
@@ -196,64 +223,65 @@ impl SmtpSpec {
         self.to_field.as_deref().unwrap_or(DEFAULT_TO_FIELD)
     }
 
-    /// `subject`, or the default subject.
-    pub fn subject_template(&self) -> &str {
-        self.subject.as_deref().unwrap_or(DEFAULT_SUBJECT)
+    /// The link template of messages of `kind`, if set.
+    pub fn url_template(&self, kind: &str) -> Option<&str> {
+        match kind {
+            kinds::PASSWORD_RESET => self.reset_url.as_deref(),
+            kinds::MAGIC_LINK => self.magic_link_url.as_deref(),
+            kinds::CONFIRMATION => self.confirm_url.as_deref(),
+            _ => None,
+        }
     }
 
-    /// `body`, or the default body (with `{{url}}` when `reset_url` is set, else `{{token}}`).
-    pub fn body_template(&self) -> &str {
-        match (&self.body, &self.reset_url) {
+    fn url_field(&self, key: &str) -> Option<&String> {
+        match key {
+            "reset_url" => self.reset_url.as_ref(),
+            "magic_link_url" => self.magic_link_url.as_ref(),
+            "confirm_url" => self.confirm_url.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// `subject`, or the message's own.
+    pub fn subject_template<'a>(&'a self, message: &'a Message) -> &'a str {
+        self.subject
+            .as_deref()
+            .unwrap_or(&message.templates.subject)
+    }
+
+    /// `body`, or the message's own (with `{{url}}` when the kind's link is set).
+    pub fn body_template<'a>(&'a self, message: &'a Message) -> &'a str {
+        match (&self.body, self.url_template(&message.kind)) {
             (Some(body), _) => body,
-            (None, Some(_)) => DEFAULT_BODY_WITH_URL,
-            (None, None) => DEFAULT_BODY_WITH_TOKEN,
+            (None, Some(_)) => &message.templates.body_with_url,
+            (None, None) => &message.templates.body_with_token,
         }
     }
 }
 
 impl Delivery {
-    /// The first retry delay.
-    pub fn retry_base(&self) -> Duration {
-        or_default(self.retry_base.as_deref(), DEFAULT_RETRY_BASE)
-    }
-
-    /// The longest time to keep trying, if set (the token's expiry bounds it anyway).
-    pub fn give_up_after(&self) -> Option<Duration> {
-        self.give_up_after
-            .as_deref()
-            .and_then(|t| parse_duration(t).ok())
-    }
-
-    /// How long one attempt may take.
-    pub fn timeout(&self) -> Duration {
-        or_default(self.timeout.as_deref(), DEFAULT_TIMEOUT)
-    }
-
-    fn validate(&self, path: &str, problems: &mut Problems) {
-        let checks = [
-            ("retry_base", &self.retry_base, Duration::from_secs(3600)),
-            ("give_up_after", &self.give_up_after, Duration::MAX),
-            ("timeout", &self.timeout, Duration::from_secs(300)),
-        ];
-        for (key, value, max) in checks {
-            let Some(text) = value else { continue };
-            match parse_duration(text) {
-                Ok(d) if d > max => problems.push(
+    fn validate(
+        path: &str,
+        fields: [(&str, Option<DurationText>); 3],
+        problems: &mut Problems,
+    ) {
+        let max = |key: &str| match key {
+            "retry_base" => Duration::from_secs(3600),
+            "timeout" => Duration::from_secs(300),
+            _ => Duration::MAX,
+        };
+        for (key, value) in fields {
+            let Some(DurationText(d)) = value else { continue };
+            if d > max(key) {
+                problems.push(
                     format!("{path}.{key}"),
-                    format!("must be at most {}", humantime::format_duration(max)),
-                ),
-                Ok(d) if d < Duration::from_millis(1) => {
-                    problems.push(format!("{path}.{key}"), "must be at least 1ms");
-                }
-                Ok(_) => {}
-                Err(m) => problems.push(format!("{path}.{key}"), m),
+                    format!("must be at most {}", humantime::format_duration(max(key))),
+                );
+            } else if d < Duration::from_millis(1) {
+                problems.push(format!("{path}.{key}"), "must be at least 1ms");
             }
         }
     }
-}
-
-fn or_default(text: Option<&str>, default: Duration) -> Duration {
-    text.and_then(|t| parse_duration(t).ok()).unwrap_or(default)
 }
 
 impl SenderSpec {
@@ -270,18 +298,23 @@ impl SenderSpec {
     pub fn delivery(&self) -> Option<Delivery> {
         match self {
             SenderSpec::Log {} => None,
-            SenderSpec::Webhook(w) => Some(w.delivery()),
-            SenderSpec::Smtp(s) => Some(s.delivery()),
+            SenderSpec::Webhook(w) => Some(delivery_of(w.retry_base, w.give_up_after, w.timeout)),
+            SenderSpec::Smtp(s) => Some(delivery_of(s.retry_base, s.give_up_after, s.timeout)),
         }
     }
 
     /// Checks what can be checked without the network, the environment or files: URLs,
     /// durations, addresses, and that templates name only known placeholders (`resource`'s
-    /// attributes among them).
+    /// attributes among them) for messages of `kinds`, the kinds this sender will carry.
     ///
     /// # Errors
     /// Every problem found, each at `path` + its key.
-    pub fn validate(&self, path: &str, resource: &ResourceSpec) -> Result<(), Problems> {
+    pub fn validate(
+        &self,
+        path: &str,
+        resource: &ResourceSpec,
+        kinds: &[&str],
+    ) -> Result<(), Problems> {
         let mut problems = Problems::default();
         match self {
             SenderSpec::Log {} => {}
@@ -303,15 +336,27 @@ impl SenderSpec {
                     }
                     _ => {}
                 }
-                self.delivery()
-                    .unwrap_or_default()
-                    .validate(path, &mut problems);
+                Delivery::validate(
+                    path,
+                    [
+                        ("retry_base", w.retry_base),
+                        ("give_up_after", w.give_up_after),
+                        ("timeout", w.timeout),
+                    ],
+                    &mut problems,
+                );
             }
             SenderSpec::Smtp(s) => {
-                s.validate(path, resource, &mut problems);
-                self.delivery()
-                    .unwrap_or_default()
-                    .validate(path, &mut problems);
+                s.validate(path, resource, kinds, &mut problems);
+                Delivery::validate(
+                    path,
+                    [
+                        ("retry_base", s.retry_base),
+                        ("give_up_after", s.give_up_after),
+                        ("timeout", s.timeout),
+                    ],
+                    &mut problems,
+                );
             }
         }
         problems.into_result(())
@@ -351,7 +396,13 @@ fn looks_like_mailbox(text: &str) -> bool {
 }
 
 impl SmtpSpec {
-    fn validate(&self, path: &str, resource: &ResourceSpec, problems: &mut Problems) {
+    fn validate(
+        &self,
+        path: &str,
+        resource: &ResourceSpec,
+        kinds: &[&str],
+        problems: &mut Problems,
+    ) {
         let at = |key: &str| format!("{path}.{key}");
         if self.host.is_empty() || self.host.contains(char::is_whitespace) {
             problems.push(at("host"), "must be a host name or address");
@@ -372,13 +423,7 @@ impl SmtpSpec {
             (None, None) => {}
         }
         if !looks_like_mailbox(&self.from) {
-            problems.push(
-                at("from"),
-                format!(
-                    "`{}` is not an address such as authd@example.com",
-                    self.from
-                ),
-            );
+            problems.push(at("from"), "is not an address such as authd@example.com");
         }
         let to_field = self.to_field();
         let is_text = |ty| matches!(ty, AttributeType::String | AttributeType::CiString);
@@ -400,31 +445,39 @@ impl SmtpSpec {
             ),
             None => problems.push(
                 at("to_field"),
-                format!(
-                    "`{to_field}` is not an attribute of resource `{}`",
-                    resource.name
-                ),
+                format!("is not an attribute of resource `{}`", resource.name),
             ),
         }
-        if let Some(url) = &self.reset_url {
+        for (kind, key) in URL_KEYS {
+            let Some(url) = self.url_field(key) else {
+                continue;
+            };
+            if !kinds.contains(kind) {
+                problems.push(
+                    at(key),
+                    format!("this sender sends no {kind} messages: {key} has no effect here"),
+                );
+                continue;
+            }
             match placeholders(url) {
-                Err(m) => problems.push(at("reset_url"), m),
+                Err(m) => problems.push(at(key), m),
                 Ok(names) => {
                     if !names.contains(&"token") {
-                        problems.push(at("reset_url"), "must contain {{token}}");
+                        problems.push(at(key), "must contain {{token}}");
                     }
                     if let Some(other) = names.iter().find(|n| **n != "token") {
                         problems.push(
-                            at("reset_url"),
+                            at(key),
                             format!("only {{{{token}}}} may be used here, not {{{{{other}}}}}"),
                         );
                     }
                 }
             }
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                problems.push(at("reset_url"), "must start with https:// or http://");
+                problems.push(at(key), "must start with https:// or http://");
             }
         }
+        let every_kind_has_a_url = kinds.iter().all(|k| self.url_template(k).is_some());
         for (key, template) in [("subject", &self.subject), ("body", &self.body)] {
             let Some(template) = template else { continue };
             match placeholders(template) {
@@ -433,8 +486,16 @@ impl SmtpSpec {
                     for name in names {
                         let known = BUILTIN_PLACEHOLDERS.contains(&name)
                             || resource.attribute(name).is_some();
-                        if name == "url" && self.reset_url.is_none() {
-                            problems.push(at(key), "{{url}} needs reset_url to be set");
+                        if name == "url" && !every_kind_has_a_url {
+                            let keys: Vec<&str> = URL_KEYS
+                                .iter()
+                                .filter(|(k, _)| kinds.contains(k))
+                                .map(|(_, key)| *key)
+                                .collect();
+                            problems.push(
+                                at(key),
+                                format!("{{{{url}}}} needs {} to be set", keys.join(" and ")),
+                            );
                         } else if !known {
                             problems.push(
                                 at(key),
@@ -493,16 +554,50 @@ pub fn render_template(template: &str, value: impl Fn(&str) -> Option<String>) -
     out
 }
 
-/// A password-reset message: who, and the token that lets them reset.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResetMessage {
+/// The message kinds the strategies of this repository send. A strategy may send others: a
+/// kind is only a name, carried to the receiver.
+pub mod kinds {
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const MAGIC_LINK: &str = "magic_link";
+    pub const CONFIRMATION: &str = "confirmation";
+    pub const EVENT: &str = "event";
+}
+
+/// The default texts of an email of one kind (an `smtp` sender's `subject` and `body`
+/// override them). Placeholders as in [`render_template`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Templates {
+    pub subject: String,
+    /// The body when the sender has a link template for the kind (uses `{{url}}`).
+    pub body_with_url: String,
+    /// The body otherwise (uses `{{token}}`).
+    pub body_with_token: String,
+}
+
+/// A message for a user: who, what kind, the token it carries, and template variables.
+///
+/// Webhook receivers get it as JSON without `templates`:
+/// `{"kind", "subject", "strategy", "user", "token", "expires_at", "data"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// What it is: one of [`kinds`], or a strategy's own.
+    pub kind: String,
+    /// The resource (`user`).
     pub subject: String,
     pub strategy: String,
     /// The user as the API shows it (id and attributes, never a hash).
-    pub user: serde_json::Value,
-    pub token: String,
-    /// When the token expires, in seconds since the Unix epoch.
+    pub user: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When the message stops being useful (the token's expiry), in Unix seconds: the
+    /// delivery deadline.
     pub expires_at: u64,
+    /// More template variables and data for the receiver.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data: Map<String, Value>,
+    /// The default email texts of this kind.
+    #[serde(default)]
+    pub templates: Templates,
 }
 
 /// Hands messages over for delivery. Implementations must not log the token (except the `log`
@@ -515,7 +610,7 @@ pub trait Sender: Send + Sync {
     /// # Errors
     /// A message describing why the message could not be handed over (for example, the outbox
     /// is full).
-    async fn send_reset(&self, message: ResetMessage) -> Result<(), String>;
+    async fn send(&self, message: Message) -> Result<(), String>;
 }
 
 /// Turns a [`SenderSpec`] into a live sender; implemented by the daemon.
@@ -524,9 +619,12 @@ pub trait Senders: Send + Sync {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::AttributeSpec;
+
+    const RESET: &[&str] = &[kinds::PASSWORD_RESET];
 
     fn resource(attrs: &[(&str, AttributeType)]) -> ResourceSpec {
         ResourceSpec {
@@ -541,6 +639,7 @@ mod tests {
                     max_length: None,
                 })
                 .collect(),
+            confirmation: None,
         }
     }
 
@@ -549,7 +648,7 @@ mod tests {
     }
 
     fn problem_paths(spec: &SenderSpec, resource: &ResourceSpec) -> Vec<String> {
-        match spec.validate("s", resource) {
+        match spec.validate("s", resource, RESET) {
             Ok(()) => Vec::new(),
             Err(p) => p.0.into_iter().map(|p| p.path).collect(),
         }
@@ -559,7 +658,7 @@ mod tests {
     fn spec_reads_tagged_tables_and_refuses_unknown_keys() {
         let users = resource(&[("email", AttributeType::CiString)]);
         let ok = spec("type = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"");
-        assert!(ok.validate("s", &users).is_ok());
+        assert!(ok.validate("s", &users, RESET).is_ok());
         assert!(toml::from_str::<SenderSpec>("type = \"log\"\nurl = \"x\"").is_err());
         assert!(toml::from_str::<SenderSpec>("type = \"carrier_pigeon\"").is_err());
         assert!(
@@ -577,22 +676,23 @@ mod tests {
             "type = \"webhook\"\nurl = \"http://h/x\"\nsecret_env = \"NOT_SET_ANYWHERE_42\"\n\
              retry_base = \"50ms\"\ngive_up_after = \"1h\"\ntimeout = \"2s\"",
         );
-        assert!(w.validate("s", &users).is_ok());
+        assert!(w.validate("s", &users, RESET).is_ok());
         let d = w.delivery().unwrap_or_default();
-        assert_eq!(d.retry_base(), Duration::from_millis(50));
-        assert_eq!(d.give_up_after(), Some(Duration::from_secs(3600)));
-        assert_eq!(d.timeout(), Duration::from_secs(2));
+        assert_eq!(d.retry_base, Duration::from_millis(50));
+        assert_eq!(d.give_up_after, Some(Duration::from_secs(3600)));
+        assert_eq!(d.timeout, Duration::from_secs(2));
         let both = spec(
             "type = \"webhook\"\nurl = \"http://h/x\"\nsecret_env = \"A\"\nsecret_file = \"/f\"\n\
-             retry_base = \"soon\"\ntimeout = \"1h\"",
+             timeout = \"1h\"",
         );
-        assert_eq!(
-            problem_paths(&both, &users),
-            vec!["s.secret_env", "s.retry_base", "s.timeout"]
+        assert_eq!(problem_paths(&both, &users), vec!["s.secret_env", "s.timeout"]);
+        assert!(
+            toml::from_str::<SenderSpec>("type = \"webhook\"\nurl = \"http://h/\"\nretry_base = \"soon\"")
+                .is_err()
         );
         let defaults = Delivery::default();
-        assert_eq!(defaults.retry_base(), DEFAULT_RETRY_BASE);
-        assert_eq!(defaults.give_up_after(), None);
+        assert_eq!(defaults.retry_base, DEFAULT_RETRY_BASE);
+        assert_eq!(defaults.give_up_after, None);
     }
 
     #[test]
@@ -619,7 +719,7 @@ mod tests {
         let without = resource(&[("username", AttributeType::String)]);
         let base = "type = \"smtp\"\nhost = \"mail\"\nfrom = \"Example <authd@example.com>\"\n";
         let s = spec(base);
-        assert!(s.validate("s", &with_email).is_ok());
+        assert!(s.validate("s", &with_email, RESET).is_ok());
         let SenderSpec::Smtp(ref smtp) = s else {
             panic!("not smtp")
         };
@@ -631,7 +731,7 @@ mod tests {
             vec!["s.to_field".to_string()]
         );
         let to_username = spec(&format!("{base}to_field = \"username\""));
-        assert!(to_username.validate("s", &without).is_ok());
+        assert!(to_username.validate("s", &without, RESET).is_ok());
     }
 
     #[test]
@@ -646,9 +746,9 @@ mod tests {
              reset_url = \"https://app/r?t={{{{token}}}}\""
         ));
         assert!(
-            good.validate("s", &users).is_ok(),
+            good.validate("s", &users, RESET).is_ok(),
             "{:?}",
-            good.validate("s", &users)
+            good.validate("s", &users, RESET)
         );
         let bad = spec(
             "type = \"smtp\"\nhost = \"mail\"\nfrom = \"nobody\"\nsubject = \"Hi {{nickname}}\"\n\

@@ -11,10 +11,7 @@ use authd_password::hash::verify;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, memory_bytes,
-    params_json, params_toml,
-};
+use super::{Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, params_toml};
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
 /// Timed runs per operation by default...
@@ -264,12 +261,12 @@ fn measure(
     let verify = Summary::of(&mut verifies).context("no samples")?;
     Ok(HashResult {
         setting: params.to_string(),
-        params: params_json(&params),
+        params: params.to_json(),
         sources: setting.sources.clone(),
         samples: n,
         hash,
         verify,
-        memory_bytes: memory_bytes(&params),
+        memory_bytes: params.memory_bytes(),
         hashes_per_second_one_core: 1000.0 / hash.median_ms,
         sign_in_ceiling_per_second: machine.cores as f64 * 1000.0 / verify.median_ms,
         under_target: args
@@ -384,7 +381,7 @@ fn calibrate(
         let hash = median_hash(params, samples, &label, progress)?;
         trials.push(Trial {
             setting: params.to_string(),
-            params: params_json(&params),
+            params: params.to_json(),
             hash,
             under_target: hash.median_ms <= target_ms,
         });
@@ -484,7 +481,7 @@ fn calibrate(
         searched,
         chosen: best.as_ref().map(|(v, _)| v.clone()),
         toml: chosen_params.as_ref().map(params_toml),
-        memory_bytes: chosen_params.as_ref().map(memory_bytes),
+        memory_bytes: chosen_params.as_ref().map(HashParams::memory_bytes),
         median_ms: best.map(|(_, m)| m),
         trials,
         capped,
@@ -650,7 +647,7 @@ mod tests {
     fn calibration_json_round_trips() {
         for a in Algorithm::ALL {
             let p = a.owasp();
-            assert_eq!(params_from_json(&params_json(&p)), Some(p));
+            assert_eq!(params_from_json(&p.to_json()), Some(p));
         }
     }
 }

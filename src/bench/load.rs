@@ -37,10 +37,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::http::{BareServer, Http, LoopResult, Tally, closed_loop, get, open_loop, post_json};
-use super::{
-    BenchLoadArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, fmt_rate, memory_bytes,
-    params_json,
-};
+use super::{BenchLoadArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, fmt_rate};
 
 /// Sign-ins are flooded at this multiple of the measured hashing ceiling.
 const FLOOD_FACTOR: f64 = 4.0;
@@ -848,7 +845,7 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
     drop(daemon);
     progress.clear();
 
-    let memory_limit = hash_workers * memory_bytes(&driver.params) + MEMORY_ALLOWANCE;
+    let memory_limit = hash_workers * driver.params.memory_bytes() + MEMORY_ALLOWANCE;
     let sign_in_vs_ceiling = sign_in.per_second / ceiling.per_second.max(1e-9);
     let me_vs_bare = me.per_second / bare.per_second.max(1e-9);
     let checks = checks(sign_in_vs_ceiling, me_vs_bare, &flood, peak, memory_limit);
@@ -873,7 +870,7 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
         load_average_at_start,
         noise_warning,
         setting: driver.params.to_string(),
-        params: params_json(&driver.params),
+        params: driver.params.to_json(),
         route: format!("/auth/{}/{}/sign_in", driver.subject, driver.strategy),
         hash_workers,
         hash_queue,
@@ -891,7 +888,7 @@ pub(super) fn run(args: &BenchLoadArgs) -> anyhow::Result<()> {
         flood_alone,
         flood,
         daemon_peak_memory_bytes: peak,
-        memory_per_hash_bytes: memory_bytes(&driver.params),
+        memory_per_hash_bytes: driver.params.memory_bytes(),
         memory_limit_bytes: memory_limit,
         checks,
     };

@@ -22,7 +22,6 @@ use anyhow::Context as _;
 use authd_password::{HashParams, PasswordConfig};
 use authd_strategy_api::ResourceSpec;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// A hash algorithm, as named in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
@@ -36,22 +35,10 @@ pub enum Algorithm {
 impl Algorithm {
     pub const ALL: [Algorithm; 3] = [Algorithm::Argon2id, Algorithm::Scrypt, Algorithm::Bcrypt];
 
-    /// OWASP's recommended parameters (Password Storage Cheat Sheet): argon2id m=19 MiB t=2
-    /// p=1, scrypt N=2^17 r=8 p=1, bcrypt cost 10 as a minimum (authd uses 12, its default).
+    /// OWASP's recommended parameters: [`HashParams::OWASP`].
     pub fn owasp(self) -> HashParams {
-        match self {
-            Algorithm::Argon2id => HashParams::Argon2id {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1,
-            },
-            Algorithm::Scrypt => HashParams::Scrypt {
-                log_n: 17,
-                r: 8,
-                p: 1,
-            },
-            Algorithm::Bcrypt => HashParams::Bcrypt { cost: 12 },
-        }
+        // `ALL` and `HashParams::OWASP` list the algorithms in the same order.
+        HashParams::OWASP[self as usize]
     }
 
     pub fn of(params: &HashParams) -> Algorithm {
@@ -272,56 +259,9 @@ impl Summary {
     }
 }
 
-/// Bytes of memory one hash of `params` works in.
-pub(crate) fn memory_bytes(params: &HashParams) -> u64 {
-    match *params {
-        HashParams::Argon2id { memory_kib, .. } => u64::from(memory_kib) * 1024,
-        // V (128 * r * N) plus B (128 * r * p).
-        HashParams::Scrypt { log_n, r, p } => {
-            128 * u64::from(r) * (1u64 << log_n.min(40)) + 128 * u64::from(r) * u64::from(p)
-        }
-        // Blowfish's state: four 256-entry S-boxes and the 18-entry P-array of u32.
-        HashParams::Bcrypt { .. } => 4 * 256 * 4 + 18 * 4,
-    }
-}
-
-/// The hash setting as the config file writes it.
+/// The `hash` line of a password strategy table selecting `params`.
 pub(crate) fn params_toml(params: &HashParams) -> String {
-    match *params {
-        HashParams::Argon2id {
-            memory_kib,
-            iterations,
-            parallelism,
-        } => format!(
-            "hash = {{ algorithm = \"argon2id\", memory_kib = {memory_kib}, iterations = {iterations}, parallelism = {parallelism} }}"
-        ),
-        HashParams::Scrypt { log_n, r, p } => {
-            format!("hash = {{ algorithm = \"scrypt\", log_n = {log_n}, r = {r}, p = {p} }}")
-        }
-        HashParams::Bcrypt { cost } => {
-            format!("hash = {{ algorithm = \"bcrypt\", cost = {cost} }}")
-        }
-    }
-}
-
-/// The hash setting as JSON, with the config file's key names.
-pub(crate) fn params_json(params: &HashParams) -> Value {
-    match *params {
-        HashParams::Argon2id {
-            memory_kib,
-            iterations,
-            parallelism,
-        } => json!({
-            "algorithm": "argon2id",
-            "memory_kib": memory_kib,
-            "iterations": iterations,
-            "parallelism": parallelism,
-        }),
-        HashParams::Scrypt { log_n, r, p } => {
-            json!({ "algorithm": "scrypt", "log_n": log_n, "r": r, "p": p })
-        }
-        HashParams::Bcrypt { cost } => json!({ "algorithm": "bcrypt", "cost": cost }),
-    }
+    format!("hash = {}", params.toml_value())
 }
 
 /// A password strategy found in a config file, with what a benchmark needs to drive it.
@@ -442,17 +382,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             assert_eq!(found.len(), 1);
             assert_eq!(found[0].config.hash, params, "{text}");
-            assert_eq!(params_json(&params)["algorithm"], algorithm.name());
+            assert_eq!(Algorithm::of(&params), algorithm);
         }
-    }
-
-    #[test]
-    fn memory_per_hash_follows_the_parameters() {
-        assert_eq!(memory_bytes(&Algorithm::Argon2id.owasp()), 19456 * 1024);
-        assert_eq!(
-            memory_bytes(&Algorithm::Scrypt.owasp()),
-            128 * 8 * (1 << 17) + 128 * 8
-        );
-        assert_eq!(memory_bytes(&Algorithm::Bcrypt.owasp()), 4168);
     }
 }

@@ -62,6 +62,87 @@ impl std::fmt::Display for HashParams {
     }
 }
 
+impl HashParams {
+    /// OWASP's recommended setting for each algorithm (Password Storage Cheat Sheet): argon2id
+    /// m=19 MiB t=2 p=1, scrypt N=2^17 r=8 p=1, and bcrypt at cost 12, authd's default (OWASP
+    /// asks for 10 or more). The benchmarks start from these.
+    pub const OWASP: [HashParams; 3] = [
+        HashParams::Argon2id {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        },
+        HashParams::Scrypt {
+            log_n: 17,
+            r: 8,
+            p: 1,
+        },
+        HashParams::Bcrypt { cost: 12 },
+    ];
+
+    /// The algorithm's name as the config file spells it.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            HashParams::Argon2id { .. } => "argon2id",
+            HashParams::Scrypt { .. } => "scrypt",
+            HashParams::Bcrypt { .. } => "bcrypt",
+        }
+    }
+
+    /// Bytes of memory one hash works in: what each hashing worker holds while it hashes.
+    pub fn memory_bytes(&self) -> u64 {
+        match *self {
+            HashParams::Argon2id { memory_kib, .. } => u64::from(memory_kib) * 1024,
+            // V (128 * r * N) plus B (128 * r * p).
+            HashParams::Scrypt { log_n, r, p } => {
+                128 * u64::from(r) * (1u64 << log_n.min(40)) + 128 * u64::from(r) * u64::from(p)
+            }
+            // Blowfish's state: four 256-entry S-boxes and the 18-entry P-array of u32.
+            HashParams::Bcrypt { .. } => 4 * 256 * 4 + 18 * 4,
+        }
+    }
+
+    /// The value of a password strategy's `hash` key that selects these parameters, e.g.
+    /// `{ algorithm = "bcrypt", cost = 12 }`: what the tools print for pasting into a config.
+    pub fn toml_value(&self) -> String {
+        match *self {
+            HashParams::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => format!(
+                "{{ algorithm = \"argon2id\", memory_kib = {memory_kib}, iterations = {iterations}, parallelism = {parallelism} }}"
+            ),
+            HashParams::Scrypt { log_n, r, p } => {
+                format!("{{ algorithm = \"scrypt\", log_n = {log_n}, r = {r}, p = {p} }}")
+            }
+            HashParams::Bcrypt { cost } => format!("{{ algorithm = \"bcrypt\", cost = {cost} }}"),
+        }
+    }
+
+    /// The same as JSON, with the config file's key names.
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            HashParams::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => serde_json::json!({
+                "algorithm": "argon2id",
+                "memory_kib": memory_kib,
+                "iterations": iterations,
+                "parallelism": parallelism,
+            }),
+            HashParams::Scrypt { log_n, r, p } => {
+                serde_json::json!({ "algorithm": "scrypt", "log_n": log_n, "r": r, "p": p })
+            }
+            HashParams::Bcrypt { cost } => {
+                serde_json::json!({ "algorithm": "bcrypt", "cost": cost })
+            }
+        }
+    }
+}
+
 /// The hashing machinery failed (bad parameters, a corrupt stored hash).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -358,6 +439,17 @@ mod tests {
         let mut longer = vec![b'a'; 72];
         longer.extend_from_slice(b"anything");
         assert_eq!(verify(&longer, &stored).ok(), Some(false));
+    }
+
+    #[test]
+    fn memory_per_hash_follows_the_parameters() {
+        assert_eq!(HashParams::OWASP[0].memory_bytes(), 19456 * 1024);
+        assert_eq!(
+            HashParams::OWASP[1].memory_bytes(),
+            128 * 8 * (1 << 17) + 128 * 8
+        );
+        assert_eq!(HashParams::OWASP[2].memory_bytes(), 4168);
+        assert_eq!(HashParams::OWASP[0], HashParams::default());
     }
 
     #[test]

@@ -166,10 +166,10 @@ fn settings(args: &BenchHashArgs) -> anyhow::Result<Vec<Setting>> {
         };
         return Ok(algorithms.into_iter().map(owasp).collect());
     };
-    let (_, found) = super::password_strategies(path)?;
+    let found = super::password_strategies(path)?;
     let mut out: Vec<Setting> = Vec::new();
     for setup in found {
-        let params = setup.config.hash;
+        let params = setup.hash;
         let source = format!("{}.{}", setup.subject, setup.strategy);
         match out.iter_mut().find(|s| s.params == params) {
             Some(s) => s.sources.push(source),

@@ -1,17 +1,12 @@
-//! Benchmarks run from the command line, on the operator's own machine:
-//!
-//! - `authd bench-hash` times each hash backend (or the settings of a config file) and can
-//!   calibrate the strongest setting that stays under a time target ([`hash`]).
-//! - `authd bench-load` starts the real daemon as a child process and loads it over loopback
-//!   with its own HTTP client, next to the ceilings measured in the same run: the hash-only
-//!   loop on every core and a bare hyper server ([`load`]).
+//! `authd bench-hash`, run from the command line on the operator's own machine: times each hash
+//! backend (or the settings of a config file) and can calibrate the strongest setting that
+//! stays under a time target ([`hash`]).
 //!
 //! Like the rest of the CLI, this is the binary's edge: it uses `anyhow` and prints for people
-//! (or JSON with `--json`). See BENCHMARKS.md for how to read the figures.
+//! (or JSON with `--json`). It must not load the daemon over HTTP: the load benchmark is a
+//! separate tool (`tools/authd-bench`). See BENCHMARKS.md for how to read the figures.
 
 mod hash;
-mod http;
-mod load;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -20,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authd_password::{HashParams, PasswordConfig};
-use authd_strategy_api::ResourceSpec;
 use serde::Serialize;
 
 /// A hash algorithm, as named in the config file.
@@ -85,50 +79,9 @@ pub struct BenchHashArgs {
     pub samples: Option<u32>,
 }
 
-/// `authd bench-load`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchLoadArgs {
-    /// Load the daemon with this config file (its listen address and store path are replaced
-    /// by a free loopback port and a temporary database). Default: one `user` resource with a
-    /// password strategy hashing with --algorithm at OWASP's parameters.
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// The hash of the default config: argon2id m=19456 t=2 p=1, scrypt log_n=17 r=8 p=1 or
-    /// bcrypt cost=12.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "argon2id",
-        conflicts_with = "config"
-    )]
-    pub algorithm: Algorithm,
-    /// Users registered before the measurements.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub users: u32,
-    /// Requests in flight at once, per measured phase.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub concurrency: u32,
-    /// How long each measured phase runs (at most 10 minutes).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Internal: run only the bare hyper server, print its port, and serve until standard input
-    /// closes (bench-load starts itself this way, so that both servers it compares run as
-    /// processes of their own).
-    #[arg(long, hide = true)]
-    pub serve_bare: bool,
-}
-
 /// Runs `authd bench-hash`, printing any error.
 pub fn bench_hash_main(args: &BenchHashArgs) -> ExitCode {
     report_exit(hash::run(args))
-}
-
-/// Runs `authd bench-load`, printing any error.
-pub fn bench_load_main(args: &BenchLoadArgs) -> ExitCode {
-    report_exit(load::run(args))
 }
 
 fn report_exit(result: anyhow::Result<()>) -> ExitCode {
@@ -264,16 +217,15 @@ pub(crate) fn params_toml(params: &HashParams) -> String {
     format!("hash = {}", params.toml_value())
 }
 
-/// A password strategy found in a config file, with what a benchmark needs to drive it.
+/// The hash setting of a password strategy found in a config file.
 pub(crate) struct PasswordSetup {
     pub subject: String,
     pub strategy: String,
-    pub spec: ResourceSpec,
-    pub config: PasswordConfig,
+    pub hash: HashParams,
 }
 
-/// Loads and validates `path`, and returns its text and every password strategy in it.
-pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<(String, Vec<PasswordSetup>)> {
+/// Loads and validates `path`, and returns the hash setting of every password strategy in it.
+pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<Vec<PasswordSetup>> {
     let (config, text) = crate::cli::load(path)?;
     let doc: authd_strategy_api::toml::Table =
         authd_strategy_api::toml::from_str(&text).context("the config is not valid TOML")?;
@@ -300,12 +252,11 @@ pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<(String, Vec<Pa
             found.push(PasswordSetup {
                 subject: resource.spec.name.clone(),
                 strategy: strategy.name.clone(),
-                spec: resource.spec.clone(),
-                config: password,
+                hash: password.hash,
             });
         }
     }
-    Ok((text, found))
+    Ok(found)
 }
 
 /// `12.3 ms`, `0.41 ms`, `1.20 s`.
@@ -328,17 +279,6 @@ pub(crate) fn fmt_bytes(bytes: u64) -> String {
         format!("{:.1} MiB", b / (1024.0 * 1024.0))
     } else {
         format!("{:.1} KiB", b / 1024.0)
-    }
-}
-
-/// `61234/s`, `95.3/s`, `4.12/s`.
-pub(crate) fn fmt_rate(per_second: f64) -> String {
-    if per_second >= 1000.0 {
-        format!("{per_second:.0}/s")
-    } else if per_second >= 10.0 {
-        format!("{per_second:.1}/s")
-    } else {
-        format!("{per_second:.2}/s")
     }
 }
 
@@ -378,10 +318,10 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
             let path = dir.join("authd.toml");
             std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
-            let (_, found) = password_strategies(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            let found = password_strategies(&path).unwrap_or_else(|e| panic!("{e:#}"));
             let _ = std::fs::remove_dir_all(&dir);
             assert_eq!(found.len(), 1);
-            assert_eq!(found[0].config.hash, params, "{text}");
+            assert_eq!(found[0].hash, params, "{text}");
             assert_eq!(Algorithm::of(&params), algorithm);
         }
     }

@@ -7,6 +7,7 @@
 //! separate tool (`tools/authd-bench`). See BENCHMARKS.md for how to read the figures.
 
 mod hash;
+mod plot;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,18 @@ pub struct BenchHashArgs {
     /// than 0.4 s, 5 per setting tried when calibrating).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub samples: Option<u32>,
+    /// Also draw the time of one hash against its cost for each algorithm, with the target and
+    /// the calibrated settings, as an SVG file (implies --calibrate, and times a few more
+    /// settings around each calibrated one).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+impl BenchHashArgs {
+    /// Whether this run calibrates: `--calibrate`, or `--plot`, which draws the calibration.
+    pub fn calibrating(&self) -> bool {
+        self.calibrate || self.plot.is_some()
+    }
 }
 
 /// Runs `authd bench-hash`, printing any error.

@@ -134,6 +134,9 @@ fn draw_panel(
         .y_desc("ms per hash (log scale)")
         // A log axis gets a light line per unit step: too dense to read.
         .light_line_style(TRANSPARENT)
+        // With the default count, a log axis spanning two decades is labelled at 10 and 100
+        // only; this many makes plotters label the steps between.
+        .y_labels(30)
         .x_labels(if integer_knob {
             ((x_hi - x_lo).round() as usize).max(2)
         } else {

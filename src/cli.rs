@@ -42,9 +42,6 @@ pub enum Command {
     },
     /// Time each password hash setting (or calibrate one to a target) on this machine.
     BenchHash(crate::bench::BenchHashArgs),
-    /// Load a daemon started for the purpose over loopback, next to the hash-only and
-    /// bare-HTTP ceilings measured in the same run.
-    BenchLoad(crate::bench::BenchLoadArgs),
 }
 
 /// Reads and validates a config file; on failure, the error lists every problem.

@@ -11,7 +11,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, against } => cli::check(&config, against.as_deref()),
         Command::BenchHash(args) => authd::bench::bench_hash_main(&args),
-        Command::BenchLoad(args) => authd::bench::bench_load_main(&args),
         Command::Serve { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -11,10 +11,8 @@ use authd_password::hash::verify;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, memory_bytes,
-    params_json, params_toml,
-};
+use super::plot::{self, Chart, Panel, Point};
+use super::{Algorithm, BenchHashArgs, Machine, Progress, Summary, fmt_bytes, fmt_ms, params_toml};
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
 /// Timed runs per operation by default...
@@ -61,6 +59,8 @@ struct HashResult {
 #[derive(Serialize)]
 struct Trial {
     setting: String,
+    #[serde(skip)]
+    hash_params: HashParams,
     params: Value,
     hash: Summary,
     under_target: bool,
@@ -79,6 +79,10 @@ struct Calibration {
     median_ms: Option<f64>,
     /// The search stopped at its upper bound while still under the target.
     capped: bool,
+    /// With --plot: settings around the chosen one, timed for the plot only
+    /// ([`plot_sweep`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    plot_points: Vec<Trial>,
 }
 
 #[derive(Serialize)]
@@ -94,6 +98,9 @@ struct CalibrationOutput<'a> {
     machine: &'a Machine,
     target_ms: f64,
     calibrations: &'a [Calibration],
+    /// The SVG file written by --plot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plot: Option<String>,
 }
 
 pub(super) fn run(args: &BenchHashArgs) -> anyhow::Result<()> {
@@ -101,7 +108,7 @@ pub(super) fn run(args: &BenchHashArgs) -> anyhow::Result<()> {
     machine.warn_if_debug();
     let settings = settings(args)?;
     let progress = Progress::new();
-    if args.calibrate {
+    if args.calibrating() {
         let target = args.target.unwrap_or(DEFAULT_TARGET);
         anyhow::ensure!(
             target >= Duration::from_millis(1) && target <= Duration::from_secs(60),
@@ -115,18 +122,29 @@ pub(super) fn run(args: &BenchHashArgs) -> anyhow::Result<()> {
         }
         let mut results = Vec::new();
         for (&algorithm, &start) in &starts {
-            results.push(calibrate(algorithm, start, target, samples, &progress)?);
+            let mut calibration = calibrate(algorithm, start, target, samples, &progress)?;
+            if args.plot.is_some() {
+                time_plot_points(&mut calibration, target, samples, &progress)?;
+            }
+            results.push(calibration);
         }
         progress.clear();
+        if let Some(path) = &args.plot {
+            plot::render(&chart(&machine, target, &results), path)?;
+        }
         if args.json {
             let out = CalibrationOutput {
                 machine: &machine,
                 target_ms: target.as_secs_f64() * 1000.0,
                 calibrations: &results,
+                plot: args.plot.as_ref().map(|p| p.display().to_string()),
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             print_calibrations(&machine, target, &results);
+        }
+        if let Some(path) = &args.plot {
+            eprintln!("plot written to {}", path.display());
         }
         return Ok(());
     }
@@ -169,10 +187,10 @@ fn settings(args: &BenchHashArgs) -> anyhow::Result<Vec<Setting>> {
         };
         return Ok(algorithms.into_iter().map(owasp).collect());
     };
-    let (_, found) = super::password_strategies(path)?;
+    let found = super::password_strategies(path)?;
     let mut out: Vec<Setting> = Vec::new();
     for setup in found {
-        let params = setup.config.hash;
+        let params = setup.hash;
         let source = format!("{}.{}", setup.subject, setup.strategy);
         match out.iter_mut().find(|s| s.params == params) {
             Some(s) => s.sources.push(source),
@@ -183,7 +201,7 @@ fn settings(args: &BenchHashArgs) -> anyhow::Result<Vec<Setting>> {
         }
     }
     out.retain(|s| asked.is_empty() || asked.contains(&Algorithm::of(&s.params)));
-    if args.calibrate {
+    if args.calibrating() {
         for &algorithm in &asked {
             if !out.iter().any(|s| Algorithm::of(&s.params) == algorithm) {
                 out.push(owasp(algorithm));
@@ -264,12 +282,12 @@ fn measure(
     let verify = Summary::of(&mut verifies).context("no samples")?;
     Ok(HashResult {
         setting: params.to_string(),
-        params: params_json(&params),
+        params: params.to_json(),
         sources: setting.sources.clone(),
         samples: n,
         hash,
         verify,
-        memory_bytes: memory_bytes(&params),
+        memory_bytes: params.memory_bytes(),
         hashes_per_second_one_core: 1000.0 / hash.median_ms,
         sign_in_ceiling_per_second: machine.cores as f64 * 1000.0 / verify.median_ms,
         under_target: args
@@ -384,7 +402,8 @@ fn calibrate(
         let hash = median_hash(params, samples, &label, progress)?;
         trials.push(Trial {
             setting: params.to_string(),
-            params: params_json(&params),
+            hash_params: params,
+            params: params.to_json(),
             hash,
             under_target: hash.median_ms <= target_ms,
         });
@@ -484,11 +503,160 @@ fn calibrate(
         searched,
         chosen: best.as_ref().map(|(v, _)| v.clone()),
         toml: chosen_params.as_ref().map(params_toml),
-        memory_bytes: chosen_params.as_ref().map(memory_bytes),
+        memory_bytes: chosen_params.as_ref().map(HashParams::memory_bytes),
         median_ms: best.map(|(_, m)| m),
         trials,
         capped,
+        plot_points: Vec::new(),
     })
+}
+
+/// The settings timed for the plot besides the calibration's own trials, so that each panel
+/// shows the curve on both sides of the chosen setting (`anchor`; the first setting tried when
+/// none fits the target): scrypt and bcrypt two steps below and one above; argon2id a quarter
+/// and a half of the chosen memory, and 5/4 of it when no setting tried was over the target.
+/// Settings already tried (for argon2id, within 10% of the memory) are left out.
+fn plot_sweep(anchor: HashParams, tried: &[HashParams], any_over: bool) -> Vec<HashParams> {
+    let mut out = Vec::new();
+    match anchor {
+        HashParams::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+        } => {
+            let floor = ARGON2_STEP_KIB.max(8 * parallelism);
+            let round = |m: u64| {
+                let m = u32::try_from(m / u64::from(ARGON2_STEP_KIB)).unwrap_or(u32::MAX);
+                m.saturating_mul(ARGON2_STEP_KIB)
+                    .clamp(floor, MAX_ARGON2_KIB)
+            };
+            let m = u64::from(memory_kib);
+            let mut wanted = vec![round(m / 4), round(m / 2)];
+            if !any_over {
+                wanted.push(round(m * 5 / 4));
+            }
+            for w in wanted {
+                let near = |p: &HashParams| match *p {
+                    HashParams::Argon2id { memory_kib: t, .. } => {
+                        f64::from(t.abs_diff(w)) <= 0.1 * f64::from(w)
+                    }
+                    _ => false,
+                };
+                let params = HashParams::Argon2id {
+                    memory_kib: w,
+                    iterations,
+                    parallelism,
+                };
+                if !tried.iter().any(near) && !out.contains(&params) {
+                    out.push(params);
+                }
+            }
+        }
+        HashParams::Scrypt { log_n, r, p } => {
+            for n in [log_n.saturating_sub(2), log_n.saturating_sub(1), log_n + 1] {
+                let params = HashParams::Scrypt { log_n: n, r, p };
+                if SCRYPT_LOG_N.contains(&n) && !tried.contains(&params) {
+                    out.push(params);
+                }
+            }
+        }
+        HashParams::Bcrypt { cost } => {
+            for c in [cost.saturating_sub(2), cost.saturating_sub(1), cost + 1] {
+                let params = HashParams::Bcrypt { cost: c };
+                if BCRYPT_COST.contains(&c) && !tried.contains(&params) {
+                    out.push(params);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Times the [`plot_sweep`] settings of `calibration` as the calibration times its trials.
+fn time_plot_points(
+    calibration: &mut Calibration,
+    target: Duration,
+    samples: u32,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let target_ms = target.as_secs_f64() * 1000.0;
+    let tried: Vec<HashParams> = calibration.trials.iter().map(|t| t.hash_params).collect();
+    let Some(&first) = tried.first() else {
+        return Ok(());
+    };
+    let anchor = calibration
+        .chosen
+        .as_ref()
+        .and_then(params_from_json)
+        .unwrap_or(first);
+    let any_over = calibration.trials.iter().any(|t| !t.under_target);
+    for params in plot_sweep(anchor, &tried, any_over) {
+        let label = format!("timing for the plot: {params}");
+        progress.step(&label);
+        let hash = median_hash(params, samples, &label, progress)?;
+        calibration.plot_points.push(Trial {
+            setting: params.to_string(),
+            hash_params: params,
+            params: params.to_json(),
+            hash,
+            under_target: hash.median_ms <= target_ms,
+        });
+    }
+    Ok(())
+}
+
+/// The plot of the calibrations: one panel per algorithm, every setting timed.
+fn chart(machine: &Machine, target: Duration, results: &[Calibration]) -> Chart {
+    let panels = results
+        .iter()
+        .map(|c| {
+            let chosen = c.chosen.as_ref().and_then(params_from_json);
+            let (knob, fixed) = match c.trials.first().map(|t| t.hash_params) {
+                Some(HashParams::Argon2id {
+                    iterations,
+                    parallelism,
+                    ..
+                }) => ("memory_kib", format!("t={iterations} p={parallelism}")),
+                Some(HashParams::Scrypt { r, p, .. }) => ("log_n", format!("r={r} p={p}")),
+                _ => ("cost", String::new()),
+            };
+            let points = c
+                .trials
+                .iter()
+                .chain(&c.plot_points)
+                .map(|t| Point {
+                    x: match t.hash_params {
+                        HashParams::Argon2id { memory_kib, .. } => f64::from(memory_kib),
+                        HashParams::Scrypt { log_n, .. } => f64::from(log_n),
+                        HashParams::Bcrypt { cost } => f64::from(cost),
+                    },
+                    median_ms: t.hash.median_ms,
+                    chosen: chosen == Some(t.hash_params),
+                })
+                .collect();
+            Panel {
+                algorithm: c.algorithm.name(),
+                knob,
+                fixed,
+                points,
+            }
+        })
+        .collect();
+    Chart {
+        title: format!(
+            "authd bench-hash on {} cores ({}){}",
+            machine.cores,
+            machine.cpu,
+            if machine.debug_build {
+                ", DEBUG BUILD"
+            } else {
+                ""
+            }
+        ),
+        cores: machine.cores,
+        target_ms: target.as_secs_f64() * 1000.0,
+        panels,
+    }
 }
 
 /// Searches an integer cost knob where each step doubles the time (scrypt's log_n, bcrypt's
@@ -582,6 +750,15 @@ fn print_calibrations(machine: &Machine, target: Duration, results: &[Calibratio
                 if t.under_target { "under" } else { "over" }
             );
         }
+        for t in &c.plot_points {
+            println!(
+                "  {:<32} median {:>10}  p95 {:>10}  {} (for the plot)",
+                t.setting,
+                fmt_ms(t.hash.median_ms),
+                fmt_ms(t.hash.p95_ms),
+                if t.under_target { "under" } else { "over" }
+            );
+        }
         if c.capped {
             println!("  (stopped at the search's upper bound, 1 GiB per hash)");
         }
@@ -647,10 +824,49 @@ mod tests {
     }
 
     #[test]
+    fn the_plot_sweep_surrounds_the_chosen_setting() {
+        let scrypt = |log_n| HashParams::Scrypt { log_n, r: 8, p: 1 };
+        assert_eq!(
+            plot_sweep(scrypt(17), &[scrypt(17)], false),
+            vec![scrypt(15), scrypt(16), scrypt(18)]
+        );
+        // Already tried, or out of the search's range: left out.
+        assert_eq!(
+            plot_sweep(scrypt(11), &[scrypt(11), scrypt(12)], true),
+            vec![scrypt(10)]
+        );
+        let bcrypt = |cost| HashParams::Bcrypt { cost };
+        assert_eq!(
+            plot_sweep(bcrypt(12), &[bcrypt(12)], false),
+            vec![bcrypt(10), bcrypt(11), bcrypt(13)]
+        );
+        let argon = |memory_kib| HashParams::Argon2id {
+            memory_kib,
+            iterations: 2,
+            parallelism: 1,
+        };
+        // 229376 KiB chosen, 19456 and 379904 tried: a quarter and a half of it.
+        assert_eq!(
+            plot_sweep(
+                argon(229_376),
+                &[argon(19456), argon(379_904), argon(229_376)],
+                true
+            ),
+            vec![argon(57344), argon(114_688)]
+        );
+        // Nothing tried over the target: 5/4 too; a quarter within 10% of a tried one is
+        // skipped.
+        assert_eq!(
+            plot_sweep(argon(81920), &[argon(19456), argon(81920)], false),
+            vec![argon(40960), argon(102_400)]
+        );
+    }
+
+    #[test]
     fn calibration_json_round_trips() {
         for a in Algorithm::ALL {
             let p = a.owasp();
-            assert_eq!(params_from_json(&params_json(&p)), Some(p));
+            assert_eq!(params_from_json(&p.to_json()), Some(p));
         }
     }
 }

@@ -1,17 +1,13 @@
-//! Benchmarks run from the command line, on the operator's own machine:
-//!
-//! - `authd bench-hash` times each hash backend (or the settings of a config file) and can
-//!   calibrate the strongest setting that stays under a time target ([`hash`]).
-//! - `authd bench-load` starts the real daemon as a child process and loads it over loopback
-//!   with its own HTTP client, next to the ceilings measured in the same run: the hash-only
-//!   loop on every core and a bare hyper server ([`load`]).
+//! `authd bench-hash`, run from the command line on the operator's own machine: times each hash
+//! backend (or the settings of a config file) and can calibrate the strongest setting that
+//! stays under a time target ([`hash`]).
 //!
 //! Like the rest of the CLI, this is the binary's edge: it uses `anyhow` and prints for people
-//! (or JSON with `--json`). See BENCHMARKS.md for how to read the figures.
+//! (or JSON with `--json`). It must not load the daemon over HTTP: the load benchmark is a
+//! separate tool (`tools/authd-bench`). See BENCHMARKS.md for how to read the figures.
 
 mod hash;
-mod http;
-mod load;
+mod plot;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -20,9 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authd_password::{HashParams, PasswordConfig};
-use authd_strategy_api::ResourceSpec;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// A hash algorithm, as named in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
@@ -36,22 +30,10 @@ pub enum Algorithm {
 impl Algorithm {
     pub const ALL: [Algorithm; 3] = [Algorithm::Argon2id, Algorithm::Scrypt, Algorithm::Bcrypt];
 
-    /// OWASP's recommended parameters (Password Storage Cheat Sheet): argon2id m=19 MiB t=2
-    /// p=1, scrypt N=2^17 r=8 p=1, bcrypt cost 10 as a minimum (authd uses 12, its default).
+    /// OWASP's recommended parameters: [`HashParams::OWASP`].
     pub fn owasp(self) -> HashParams {
-        match self {
-            Algorithm::Argon2id => HashParams::Argon2id {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1,
-            },
-            Algorithm::Scrypt => HashParams::Scrypt {
-                log_n: 17,
-                r: 8,
-                p: 1,
-            },
-            Algorithm::Bcrypt => HashParams::Bcrypt { cost: 12 },
-        }
+        // `ALL` and `HashParams::OWASP` list the algorithms in the same order.
+        HashParams::OWASP[self as usize]
     }
 
     pub fn of(params: &HashParams) -> Algorithm {
@@ -96,52 +78,23 @@ pub struct BenchHashArgs {
     /// than 0.4 s, 5 per setting tried when calibrating).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub samples: Option<u32>,
+    /// Also draw the time of one hash against its cost for each algorithm, with the target and
+    /// the calibrated settings, as an SVG file (implies --calibrate, and times a few more
+    /// settings around each calibrated one).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
-/// `authd bench-load`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchLoadArgs {
-    /// Load the daemon with this config file (its listen address and store path are replaced
-    /// by a free loopback port and a temporary database). Default: one `user` resource with a
-    /// password strategy hashing with --algorithm at OWASP's parameters.
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// The hash of the default config: argon2id m=19456 t=2 p=1, scrypt log_n=17 r=8 p=1 or
-    /// bcrypt cost=12.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "argon2id",
-        conflicts_with = "config"
-    )]
-    pub algorithm: Algorithm,
-    /// Users registered before the measurements.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub users: u32,
-    /// Requests in flight at once, per measured phase.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub concurrency: u32,
-    /// How long each measured phase runs (at most 10 minutes).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Internal: run only the bare hyper server, print its port, and serve until standard input
-    /// closes (bench-load starts itself this way, so that both servers it compares run as
-    /// processes of their own).
-    #[arg(long, hide = true)]
-    pub serve_bare: bool,
+impl BenchHashArgs {
+    /// Whether this run calibrates: `--calibrate`, or `--plot`, which draws the calibration.
+    pub fn calibrating(&self) -> bool {
+        self.calibrate || self.plot.is_some()
+    }
 }
 
 /// Runs `authd bench-hash`, printing any error.
 pub fn bench_hash_main(args: &BenchHashArgs) -> ExitCode {
     report_exit(hash::run(args))
-}
-
-/// Runs `authd bench-load`, printing any error.
-pub fn bench_load_main(args: &BenchLoadArgs) -> ExitCode {
-    report_exit(load::run(args))
 }
 
 fn report_exit(result: anyhow::Result<()>) -> ExitCode {
@@ -272,68 +225,20 @@ impl Summary {
     }
 }
 
-/// Bytes of memory one hash of `params` works in.
-pub(crate) fn memory_bytes(params: &HashParams) -> u64 {
-    match *params {
-        HashParams::Argon2id { memory_kib, .. } => u64::from(memory_kib) * 1024,
-        // V (128 * r * N) plus B (128 * r * p).
-        HashParams::Scrypt { log_n, r, p } => {
-            128 * u64::from(r) * (1u64 << log_n.min(40)) + 128 * u64::from(r) * u64::from(p)
-        }
-        // Blowfish's state: four 256-entry S-boxes and the 18-entry P-array of u32.
-        HashParams::Bcrypt { .. } => 4 * 256 * 4 + 18 * 4,
-    }
-}
-
-/// The hash setting as the config file writes it.
+/// The `hash` line of a password strategy table selecting `params`.
 pub(crate) fn params_toml(params: &HashParams) -> String {
-    match *params {
-        HashParams::Argon2id {
-            memory_kib,
-            iterations,
-            parallelism,
-        } => format!(
-            "hash = {{ algorithm = \"argon2id\", memory_kib = {memory_kib}, iterations = {iterations}, parallelism = {parallelism} }}"
-        ),
-        HashParams::Scrypt { log_n, r, p } => {
-            format!("hash = {{ algorithm = \"scrypt\", log_n = {log_n}, r = {r}, p = {p} }}")
-        }
-        HashParams::Bcrypt { cost } => {
-            format!("hash = {{ algorithm = \"bcrypt\", cost = {cost} }}")
-        }
-    }
+    format!("hash = {}", params.toml_value())
 }
 
-/// The hash setting as JSON, with the config file's key names.
-pub(crate) fn params_json(params: &HashParams) -> Value {
-    match *params {
-        HashParams::Argon2id {
-            memory_kib,
-            iterations,
-            parallelism,
-        } => json!({
-            "algorithm": "argon2id",
-            "memory_kib": memory_kib,
-            "iterations": iterations,
-            "parallelism": parallelism,
-        }),
-        HashParams::Scrypt { log_n, r, p } => {
-            json!({ "algorithm": "scrypt", "log_n": log_n, "r": r, "p": p })
-        }
-        HashParams::Bcrypt { cost } => json!({ "algorithm": "bcrypt", "cost": cost }),
-    }
-}
-
-/// A password strategy found in a config file, with what a benchmark needs to drive it.
+/// The hash setting of a password strategy found in a config file.
 pub(crate) struct PasswordSetup {
     pub subject: String,
     pub strategy: String,
-    pub spec: ResourceSpec,
-    pub config: PasswordConfig,
+    pub hash: HashParams,
 }
 
-/// Loads and validates `path`, and returns its text and every password strategy in it.
-pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<(String, Vec<PasswordSetup>)> {
+/// Loads and validates `path`, and returns the hash setting of every password strategy in it.
+pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<Vec<PasswordSetup>> {
     let (config, text) = crate::cli::load(path)?;
     let doc: authd_strategy_api::toml::Table =
         authd_strategy_api::toml::from_str(&text).context("the config is not valid TOML")?;
@@ -360,12 +265,11 @@ pub(crate) fn password_strategies(path: &Path) -> anyhow::Result<(String, Vec<Pa
             found.push(PasswordSetup {
                 subject: resource.spec.name.clone(),
                 strategy: strategy.name.clone(),
-                spec: resource.spec.clone(),
-                config: password,
+                hash: password.hash,
             });
         }
     }
-    Ok((text, found))
+    Ok(found)
 }
 
 /// `12.3 ms`, `0.41 ms`, `1.20 s`.
@@ -388,17 +292,6 @@ pub(crate) fn fmt_bytes(bytes: u64) -> String {
         format!("{:.1} MiB", b / (1024.0 * 1024.0))
     } else {
         format!("{:.1} KiB", b / 1024.0)
-    }
-}
-
-/// `61234/s`, `95.3/s`, `4.12/s`.
-pub(crate) fn fmt_rate(per_second: f64) -> String {
-    if per_second >= 1000.0 {
-        format!("{per_second:.0}/s")
-    } else if per_second >= 10.0 {
-        format!("{per_second:.1}/s")
-    } else {
-        format!("{per_second:.2}/s")
     }
 }
 
@@ -438,21 +331,11 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
             let path = dir.join("authd.toml");
             std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
-            let (_, found) = password_strategies(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            let found = password_strategies(&path).unwrap_or_else(|e| panic!("{e:#}"));
             let _ = std::fs::remove_dir_all(&dir);
             assert_eq!(found.len(), 1);
-            assert_eq!(found[0].config.hash, params, "{text}");
-            assert_eq!(params_json(&params)["algorithm"], algorithm.name());
+            assert_eq!(found[0].hash, params, "{text}");
+            assert_eq!(Algorithm::of(&params), algorithm);
         }
-    }
-
-    #[test]
-    fn memory_per_hash_follows_the_parameters() {
-        assert_eq!(memory_bytes(&Algorithm::Argon2id.owasp()), 19456 * 1024);
-        assert_eq!(
-            memory_bytes(&Algorithm::Scrypt.owasp()),
-            128 * 8 * (1 << 17) + 128 * 8
-        );
-        assert_eq!(memory_bytes(&Algorithm::Bcrypt.owasp()), 4168);
     }
 }

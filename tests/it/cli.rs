@@ -1,4 +1,4 @@
-//! The `authd` binary's `check` command.
+//! The `authd` binary's `check` and `bench-hash` commands.
 
 use std::process::Command;
 
@@ -110,4 +110,40 @@ lifetme = "1d"
     ] {
         assert!(stderr.contains(path), "missing {path} in\n{stderr}");
     }
+}
+
+#[test]
+fn bench_hash_plot_writes_an_svg_and_the_calibrated_toml() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let svg = dir.path().join("plot.svg");
+    // bcrypt at a small target: a handful of cheap hashes (cost 4 to about 8), with room for
+    // a loaded machine.
+    let out = authd()
+        .args([
+            "bench-hash",
+            "--algorithm",
+            "bcrypt",
+            "--target",
+            "20ms",
+            "--samples",
+            "1",
+            "--plot",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("hash = { algorithm = \"bcrypt\", cost = "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(for the plot)"), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.trim_start().starts_with("<svg"));
+    assert!(text.contains("target 20 ms") && text.contains("chosen: cost = "));
 }

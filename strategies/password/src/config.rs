@@ -596,6 +596,20 @@ mod tests {
     }
 
     #[test]
+    fn written_hash_settings_read_back_as_themselves() {
+        for params in HashParams::OWASP {
+            let text = format!(
+                "type = \"password\"\nidentity_field = \"email\"\nhash = {}",
+                params.toml_value()
+            );
+            let c = PasswordConfig::from_table("p", &resource(), table(&text))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(c.hash, params, "{text}");
+            assert_eq!(params.to_json()["algorithm"], params.algorithm());
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_path() {
         let err = PasswordConfig::from_table(
             "s",

@@ -156,6 +156,69 @@ pub enum ImportError {
     },
 }
 
+impl HashParams {
+    /// OWASP's recommended setting for each algorithm, in the order of [`Algorithm::ALL`].
+    pub const OWASP: [HashParams; 3] = [
+        Algorithm::Argon2id.owasp(),
+        Algorithm::Scrypt.owasp(),
+        Algorithm::Bcrypt.owasp(),
+    ];
+
+    /// Bytes of memory one hash works in: what each hashing worker holds while it hashes.
+    pub fn memory_bytes(&self) -> u64 {
+        match *self {
+            HashParams::Argon2id { memory_kib, .. } => u64::from(memory_kib) * 1024,
+            // V (128 * r * N) plus B (128 * r * p).
+            HashParams::Scrypt { log_n, r, p } => {
+                128 * u64::from(r) * (1u64 << log_n.min(40)) + 128 * u64::from(r) * u64::from(p)
+            }
+            // Blowfish's state: four 256-entry S-boxes and the 18-entry P-array of u32.
+            HashParams::Bcrypt { .. } => 4 * 256 * 4 + 18 * 4,
+        }
+    }
+
+    /// The value of a password strategy's `hash` key that selects these parameters, e.g.
+    /// `{ algorithm = "bcrypt", cost = 12 }`: what the tools print for pasting into a config.
+    pub fn toml_value(&self) -> String {
+        match *self {
+            HashParams::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => format!(
+                "{{ algorithm = \"argon2id\", memory_kib = {memory_kib}, iterations = {iterations}, parallelism = {parallelism} }}"
+            ),
+            HashParams::Scrypt { log_n, r, p } => {
+                format!("{{ algorithm = \"scrypt\", log_n = {log_n}, r = {r}, p = {p} }}")
+            }
+            HashParams::Bcrypt { cost } => format!("{{ algorithm = \"bcrypt\", cost = {cost} }}"),
+        }
+    }
+
+    /// The same as JSON, with the config file's key names.
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            HashParams::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+            } => serde_json::json!({
+                "algorithm": "argon2id",
+                "memory_kib": memory_kib,
+                "iterations": iterations,
+                "parallelism": parallelism,
+            }),
+            HashParams::Scrypt { log_n, r, p } => {
+                serde_json::json!({ "algorithm": "scrypt", "log_n": log_n, "r": r, "p": p })
+            }
+            HashParams::Bcrypt { cost } => {
+                serde_json::json!({ "algorithm": "bcrypt", "cost": cost })
+            }
+        }
+    }
+}
+
+
 fn known_formats() -> String {
     let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
     names.join(", ")

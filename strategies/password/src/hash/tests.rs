@@ -889,3 +889,14 @@ fn the_owasp_defaults_live_in_one_place() {
         }
     );
 }
+
+#[test]
+fn memory_per_hash_follows_the_parameters() {
+    assert_eq!(HashParams::OWASP[0].memory_bytes(), 19456 * 1024);
+    assert_eq!(
+        HashParams::OWASP[1].memory_bytes(),
+        128 * 8 * (1 << 17) + 128 * 8
+    );
+    assert_eq!(HashParams::OWASP[2].memory_bytes(), 4168);
+    assert_eq!(HashParams::OWASP[0], HashParams::default());
+}

@@ -1,6 +1,7 @@
-//! The load generator of `authd bench-load`: a hyper-util client (HTTP/1.1, keep-alive) on one
-//! thread, closed and open request loops bounded in count and time, and the bare hyper server
-//! that gives the HTTP ceiling. Only loopback addresses are ever used.
+//! The load generator: a hyper-util client (HTTP/1.1, keep-alive) on one thread, closed and
+//! open request loops bounded in count and time, and the bare hyper server that gives the HTTP
+//! ceiling. It must never address anything but loopback, and must know nothing of authd's
+//! routes: callers build the requests.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 /// No request waits longer than this; a slower one counts as an error.
-pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most requests one loop sends, whatever its duration.
 const MAX_REQUESTS: u64 = 50_000_000;
 /// Most open-loop requests in flight at once.
@@ -35,16 +36,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const BARE_BODY: &[u8] =
     br#"{"user":{"id":"00000000-0000-0000-0000-000000000000","email":"bench0@example.com"}}"#;
 
-pub(super) type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// A keep-alive HTTP/1.1 client.
 #[derive(Clone)]
-pub(super) struct Http {
+pub(crate) struct Http {
     client: Client<HttpConnector, Body>,
 }
 
 /// What came back.
-pub(super) struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub retry_after: bool,
     pub body: Bytes,
@@ -83,7 +84,7 @@ impl Http {
 }
 
 /// A GET with an optional bearer token.
-pub(super) fn get(uri: &hyper::Uri, bearer: Option<&HeaderValue>) -> Request<Body> {
+pub(crate) fn get(uri: &hyper::Uri, bearer: Option<&HeaderValue>) -> Request<Body> {
     let mut req = Request::new(Full::new(Bytes::new()));
     *req.uri_mut() = uri.clone();
     if let Some(b) = bearer {
@@ -93,7 +94,7 @@ pub(super) fn get(uri: &hyper::Uri, bearer: Option<&HeaderValue>) -> Request<Bod
 }
 
 /// A POST of a JSON body.
-pub(super) fn post_json(uri: &hyper::Uri, body: &Bytes) -> Request<Body> {
+pub(crate) fn post_json(uri: &hyper::Uri, body: &Bytes) -> Request<Body> {
     let mut req = Request::new(Full::new(body.clone()));
     *req.method_mut() = hyper::Method::POST;
     *req.uri_mut() = uri.clone();
@@ -106,7 +107,7 @@ pub(super) fn post_json(uri: &hyper::Uri, body: &Bytes) -> Request<Body> {
 
 /// Timings and outcomes of a loop.
 #[derive(Default)]
-pub(super) struct Tally {
+pub(crate) struct Tally {
     /// Latencies of the answers with the expected status.
     pub ok: Vec<Duration>,
     /// Latencies of 503 answers.
@@ -166,7 +167,7 @@ impl Tally {
 }
 
 /// A loop's result: its tally and how long it ran, first request to last answer.
-pub(super) struct LoopResult {
+pub(crate) struct LoopResult {
     pub tally: Tally,
     pub elapsed: Duration,
 }
@@ -183,7 +184,7 @@ impl LoopResult {
 /// `concurrency` tasks, each sending its next request when the previous one is answered,
 /// until `duration` has passed (requests in flight then are awaited and counted).
 /// `make(task, i)` builds the `i`-th request of a task; `done` counts answers as they come.
-pub(super) async fn closed_loop<F>(
+pub(crate) async fn closed_loop<F>(
     http: &Http,
     concurrency: usize,
     duration: Duration,
@@ -233,7 +234,7 @@ where
 }
 
 /// What an open loop did.
-pub(super) struct OpenLoopResult {
+pub(crate) struct OpenLoopResult {
     pub result: LoopResult,
     pub sent: u64,
     /// Sends skipped because [`MAX_IN_FLIGHT`] requests were already waiting.
@@ -244,7 +245,7 @@ pub(super) struct OpenLoopResult {
 
 /// Sends requests at `rate` per second for `duration`, whatever the answers (an open loop:
 /// a slow server does not slow the sender down), then waits for the answers.
-pub(super) async fn open_loop<F>(
+pub(crate) async fn open_loop<F>(
     http: &Http,
     rate: f64,
     duration: Duration,
@@ -306,7 +307,7 @@ where
 
 /// A hyper server answering every request with a fixed small JSON body, on its own
 /// multi-threaded runtime (as many workers as the daemon's), on a loopback port.
-pub(super) struct BareServer {
+pub(crate) struct BareServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -1,0 +1,299 @@
+//! `authd bench-hash --plot FILE.svg`: draws the time of one hash against its cost, one panel
+//! per algorithm (argon2id `memory_kib`, scrypt `log_n`, bcrypt `cost`: the x-axes differ), with
+//! the time target, the calibrated setting, and the sign-ins per second each point would allow
+//! on all cores. It only draws the figures it is given: it must not time anything, so that a
+//! test can render synthetic data.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// What to draw.
+pub(crate) struct Chart {
+    /// The first line of the title, e.g. the machine.
+    pub title: String,
+    pub cores: usize,
+    pub target_ms: f64,
+    pub panels: Vec<Panel>,
+}
+
+/// One algorithm.
+pub(crate) struct Panel {
+    pub algorithm: &'static str,
+    /// The parameter on the x-axis, as the config file names it.
+    pub knob: &'static str,
+    /// The parameters held fixed, e.g. `t=2 p=1`; empty when there are none.
+    pub fixed: String,
+    pub points: Vec<Point>,
+}
+
+/// One setting measured.
+#[derive(Clone, Copy)]
+pub(crate) struct Point {
+    /// The knob's value.
+    pub x: f64,
+    pub median_ms: f64,
+    /// The setting the calibration chose.
+    pub chosen: bool,
+}
+
+const WIDTH_PER_PANEL: u32 = 520;
+const MIN_WIDTH: u32 = 1040;
+const HEIGHT: u32 = 560;
+const FONT: &str = "sans-serif";
+const LINE: RGBColor = RGBColor(31, 119, 180);
+const TARGET: RGBColor = RGBColor(214, 39, 40);
+const CHOSEN: RGBColor = RGBColor(44, 160, 44);
+
+/// Sign-ins per second on `cores` when one hash takes `median_ms`: one hashing worker per
+/// core, nothing else running.
+pub(crate) fn sign_ins_per_second(cores: usize, median_ms: f64) -> f64 {
+    cores as f64 * 1000.0 / median_ms.max(1e-9)
+}
+
+/// `8.2/s`, `157/s`.
+fn rate_label(per_second: f64) -> String {
+    if per_second >= 100.0 {
+        format!("{per_second:.0}/s")
+    } else {
+        format!("{per_second:.1}/s")
+    }
+}
+
+/// Writes `chart` as SVG to `path`.
+///
+/// # Errors
+/// When the file cannot be written or the chart has nothing to draw.
+pub(crate) fn render(chart: &Chart, path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!chart.panels.is_empty(), "nothing to plot");
+    // Room for the title even with one panel.
+    let width = (WIDTH_PER_PANEL * chart.panels.len() as u32).max(MIN_WIDTH);
+    let root = SVGBackend::new(path, (width, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "{}: time of one hash (median) against its cost; labels: sign-ins/s on {} cores",
+            chart.title, chart.cores
+        ),
+        (FONT, 18),
+    )?;
+    let areas = root.split_evenly((1, chart.panels.len()));
+    for (area, panel) in areas.iter().zip(&chart.panels) {
+        draw_panel(area, panel, chart)
+            .with_context(|| format!("cannot draw the {} panel", panel.algorithm))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    chart: &Chart,
+) -> anyhow::Result<()> {
+    let mut points = panel.points.clone();
+    points.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        anyhow::bail!("no point measured");
+    };
+    // Integer knobs (log_n, cost) get half a step of room on each side; memory starts at 0.
+    let (x_lo, x_hi) = if panel.knob == "memory_kib" {
+        (0.0, last.x * 1.15)
+    } else {
+        (first.x - 0.5, last.x + 0.5)
+    };
+    let y_min = points
+        .iter()
+        .map(|p| p.median_ms)
+        .fold(chart.target_ms, f64::min);
+    let y_max = points
+        .iter()
+        .map(|p| p.median_ms)
+        .fold(chart.target_ms, f64::max);
+    let (y_lo, y_hi) = (y_min / 2.0, y_max * 2.0);
+
+    let mut c = ChartBuilder::on(area)
+        .caption(
+            if panel.fixed.is_empty() {
+                panel.algorithm.to_string()
+            } else {
+                format!("{} ({} kept)", panel.algorithm, panel.fixed)
+            },
+            (FONT, 16),
+        )
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?;
+    let integer_knob = panel.knob != "memory_kib";
+    c.configure_mesh()
+        .x_desc(panel.knob)
+        .y_desc("ms per hash (log scale)")
+        // A log axis gets a light line per unit step: too dense to read.
+        .light_line_style(TRANSPARENT)
+        // With the default count, a log axis spanning two decades is labelled at 10 and 100
+        // only; this many makes plotters label the steps between.
+        .y_labels(30)
+        .x_labels(if integer_knob {
+            ((x_hi - x_lo).round() as usize).max(2)
+        } else {
+            6
+        })
+        .x_label_formatter(&|x| {
+            if integer_knob && (x - x.round()).abs() > 1e-6 {
+                String::new()
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .y_label_formatter(&|y| format!("{y}"))
+        .draw()?;
+
+    c.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.x, p.median_ms)),
+        LINE.stroke_width(2),
+    ))?
+    .label("median time of one hash")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], LINE.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        [(x_lo, chart.target_ms), (x_hi, chart.target_ms)],
+        TARGET.stroke_width(1),
+    ))?
+    .label(format!("target {} ms", chart.target_ms))
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TARGET.stroke_width(1)));
+
+    let label_style = (FONT, 12).into_font().color(&BLACK);
+    c.draw_series(points.iter().filter(|p| !p.chosen).map(|p| {
+        EmptyElement::at((p.x, p.median_ms))
+            + Circle::new((0, 0), 3, LINE.filled())
+            + Text::new(
+                rate_label(sign_ins_per_second(chart.cores, p.median_ms)),
+                (5, -15),
+                label_style.clone(),
+            )
+    }))?;
+    c.draw_series(points.iter().filter(|p| p.chosen).map(|p| {
+        // The label runs away from the nearer side, so that it stays inside the panel.
+        let (anchor, dx) = if p.x - x_lo > (x_hi - x_lo) / 2.0 {
+            (HPos::Right, -8)
+        } else {
+            (HPos::Left, 8)
+        };
+        let style = (FONT, 12)
+            .into_font()
+            .color(&CHOSEN)
+            .pos(Pos::new(anchor, VPos::Top));
+        EmptyElement::at((p.x, p.median_ms))
+            + Circle::new((0, 0), 6, CHOSEN.filled())
+            + Text::new(
+                format!(
+                    "chosen: {} = {}, {}",
+                    panel.knob,
+                    p.x,
+                    rate_label(sign_ins_per_second(chart.cores, p.median_ms))
+                ),
+                (dx, 10),
+                style,
+            )
+    }))?
+    .label("calibrated setting")
+    .legend(|(x, y)| Circle::new((x + 10, y), 5, CHOSEN.filled()));
+
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 12))
+        .draw()?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn point(x: f64, median_ms: f64, chosen: bool) -> Point {
+        Point {
+            x,
+            median_ms,
+            chosen,
+        }
+    }
+
+    #[test]
+    fn a_plot_of_synthetic_data_is_svg_with_its_labels() {
+        let chart = Chart {
+            title: "authd bench-hash, 2 cores (test CPU)".into(),
+            cores: 2,
+            target_ms: 250.0,
+            panels: vec![
+                Panel {
+                    algorithm: "argon2id",
+                    knob: "memory_kib",
+                    fixed: "t=2 p=1".into(),
+                    points: vec![
+                        point(19456.0, 12.5, false),
+                        point(229_376.0, 242.7, true),
+                        point(379_904.0, 450.5, false),
+                    ],
+                },
+                Panel {
+                    algorithm: "scrypt",
+                    knob: "log_n",
+                    fixed: "r=8 p=1".into(),
+                    points: vec![
+                        point(16.0, 120.0, false),
+                        point(17.0, 244.0, true),
+                        point(18.0, 490.0, false),
+                    ],
+                },
+                Panel {
+                    algorithm: "bcrypt",
+                    knob: "cost",
+                    fixed: String::new(),
+                    points: vec![point(12.0, 200.0, true), point(13.0, 400.0, false)],
+                },
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench-hash.svg");
+        render(&chart, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..100]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        for label in [
+            "argon2id (t=2 p=1 kept)",
+            "scrypt (r=8 p=1 kept)",
+            "memory_kib",
+            "log_n",
+            "cost",
+            "ms per hash (log scale)",
+            "target 250 ms",
+            "calibrated setting",
+            "chosen: memory_kib = 229376, 8.2/s",
+            "chosen: log_n = 17, 8.2/s",
+            "chosen: cost = 12, 10.0/s",
+            // 2 cores / 12.5 ms.
+            "160/s",
+            "sign-ins/s on 2 cores",
+        ] {
+            assert!(svg.contains(label), "{label:?} missing from the SVG");
+        }
+    }
+
+    #[test]
+    fn nothing_to_plot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = Chart {
+            title: String::new(),
+            cores: 1,
+            target_ms: 250.0,
+            panels: Vec::new(),
+        };
+        assert!(render(&chart, &dir.path().join("x.svg")).is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! What the benchmark sends: the config the daemon is started with (the default one, or the
+//! operator's with its listen address and store path replaced), the password strategy it drives
+//! and the bodies of its requests. It reads a config only after `authd check` has accepted it,
+//! and must not judge one itself: the daemon is the one authority on its config.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use authd_password::{HashParams, PasswordConfig};
+use authd_strategy_api::toml;
+use authd_strategy_api::{AttributeSpec, AttributeType, ResourceSpec};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+/// A password strategy found in a config file, with what the benchmark needs to drive it.
+pub(crate) struct PasswordSetup {
+    pub(crate) subject: String,
+    pub(crate) strategy: String,
+    pub(crate) spec: ResourceSpec,
+    pub(crate) config: PasswordConfig,
+}
+
+/// Every password strategy of a config's text, which `authd check` accepted. Only what the
+/// benchmark needs is read: each resource's attributes (to fill in required ones at
+/// registration) and each password strategy's table, read by the password crate itself.
+pub(crate) fn password_strategies(text: &str) -> anyhow::Result<Vec<PasswordSetup>> {
+    let doc: toml::Table = toml::from_str(text).context("the config is not valid TOML")?;
+    let mut found = Vec::new();
+    let Some(resources) = doc.get("resources").and_then(toml::Value::as_table) else {
+        return Ok(found);
+    };
+    for (subject, resource) in resources {
+        let mut attributes = Vec::new();
+        if let Some(attrs) = resource.get("attributes").and_then(toml::Value::as_table) {
+            for (name, value) in attrs {
+                attributes.push(
+                    attribute(name, value)
+                        .with_context(|| format!("resources.{subject}.attributes.{name}"))?,
+                );
+            }
+        }
+        let spec = ResourceSpec {
+            name: subject.clone(),
+            attributes,
+        };
+        let Some(strategies) = resource.get("strategies").and_then(toml::Value::as_table) else {
+            continue;
+        };
+        for (name, strategy) in strategies {
+            let Some(table) = strategy.as_table() else {
+                continue;
+            };
+            if table.get("type").and_then(toml::Value::as_str) != Some("password") {
+                continue;
+            }
+            let at = format!("resources.{subject}.strategies.{name}");
+            let config = PasswordConfig::from_table(&at, &spec, table.clone())
+                .map_err(|problems| anyhow::anyhow!("{at}: {problems}"))?;
+            found.push(PasswordSetup {
+                subject: subject.clone(),
+                strategy: name.clone(),
+                spec: spec.clone(),
+                config,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// One `attributes.<name> = { type, unique, required, max_length }` entry.
+fn attribute(name: &str, value: &toml::Value) -> anyhow::Result<AttributeSpec> {
+    let ty = match value.get("type").and_then(toml::Value::as_str) {
+        Some("string") => AttributeType::String,
+        Some("ci_string") => AttributeType::CiString,
+        Some("integer") => AttributeType::Integer,
+        Some("boolean") => AttributeType::Boolean,
+        other => anyhow::bail!("unknown attribute type {other:?}"),
+    };
+    let flag = |key: &str| {
+        value
+            .get(key)
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false)
+    };
+    let max_length = value
+        .get("max_length")
+        .and_then(toml::Value::as_integer)
+        .map(usize::try_from)
+        .transpose()
+        .context("max_length")?;
+    Ok(AttributeSpec {
+        name: name.to_string(),
+        ty,
+        unique: flag("unique"),
+        required: flag("required"),
+        max_length,
+    })
+}
+
+/// How the benchmark drives one password strategy.
+pub(crate) struct Driver {
+    pub(crate) subject: String,
+    pub(crate) strategy: String,
+    pub(crate) params: HashParams,
+    pub(crate) identity_field: String,
+    pub(crate) password_field: String,
+    pub(crate) confirmation_field: Option<String>,
+    /// Required attributes other than the identity, and their types.
+    pub(crate) required: Vec<(String, AttributeType, bool, Option<usize>)>,
+    pub(crate) password: String,
+}
+
+impl Driver {
+    pub(crate) fn from_setup(setup: &PasswordSetup) -> Driver {
+        let c = &setup.config;
+        let required = setup
+            .spec
+            .attributes
+            .iter()
+            .filter(|a| a.required && a.name != c.identity_field)
+            .map(|a| (a.name.clone(), a.ty, a.unique, a.max_length))
+            .collect();
+        let max = c
+            .password_max_length
+            .min(c.hash.max_password_bytes().unwrap_or(usize::MAX));
+        let len = 24.max(c.password_min_length).min(max).max(1);
+        let password: String = "bench-password-"
+            .chars()
+            .chain(std::iter::repeat('x'))
+            .take(len)
+            .collect();
+        Driver {
+            subject: setup.subject.clone(),
+            strategy: setup.strategy.clone(),
+            params: c.hash,
+            identity_field: c.identity_field.clone(),
+            password_field: c.password_field.clone(),
+            confirmation_field: c
+                .confirmation_required
+                .then(|| c.password_confirmation_field.clone()),
+            required,
+            password,
+        }
+    }
+
+    fn identity(i: usize) -> String {
+        format!("bench{i}@example.com")
+    }
+
+    pub(crate) fn register_body(&self, i: usize) -> Bytes {
+        let mut body = Map::new();
+        body.insert(self.identity_field.clone(), json!(Self::identity(i)));
+        body.insert(self.password_field.clone(), json!(self.password));
+        if let Some(f) = &self.confirmation_field {
+            body.insert(f.clone(), json!(self.password));
+        }
+        for (name, ty, unique, max_length) in &self.required {
+            let value = match ty {
+                AttributeType::String | AttributeType::CiString => {
+                    let s = if *unique {
+                        format!("b{i}")
+                    } else {
+                        "bench".into()
+                    };
+                    json!(
+                        s.chars()
+                            .take(max_length.unwrap_or(usize::MAX))
+                            .collect::<String>()
+                    )
+                }
+                AttributeType::Integer => json!(i),
+                AttributeType::Boolean => json!(true),
+            };
+            body.insert(name.clone(), value);
+        }
+        Bytes::from(Value::Object(body).to_string())
+    }
+
+    pub(crate) fn sign_in_body(&self, i: usize) -> Bytes {
+        Bytes::from(
+            json!({
+                self.identity_field.as_str(): Self::identity(i),
+                self.password_field.as_str(): self.password,
+            })
+            .to_string(),
+        )
+    }
+}
+
+/// The default config: one `user` resource whose password strategy hashes with `params`.
+pub(crate) fn default_config(params: &HashParams) -> String {
+    format!(
+        "version = 1\n\
+         [tokens]\nissuer = \"authd-bench\"\n\
+         [resources.user]\nattributes.email = {{ type = \"ci_string\", unique = true }}\n\
+         [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\nhash = {}\n",
+        params.toml_value()
+    )
+}
+
+/// `text` with its listen address and store path replaced.
+pub(crate) fn relocate(text: &str, port: u16, db: &Path) -> anyhow::Result<String> {
+    let mut doc: toml::Table = toml::from_str(text).context("the config is not valid TOML")?;
+    let section = |doc: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
+        match doc.remove(name) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t),
+            Some(_) => anyhow::bail!("[{name}] is not a table"),
+        }
+    };
+    let mut server = section(&mut doc, "server")?;
+    server.insert(
+        "listen".into(),
+        toml::Value::String(format!("127.0.0.1:{port}")),
+    );
+    doc.insert("server".into(), toml::Value::Table(server));
+    let mut store = section(&mut doc, "store")?;
+    store.insert(
+        "path".into(),
+        toml::Value::String(db.to_string_lossy().into_owned()),
+    );
+    doc.insert("store".into(), toml::Value::Table(store));
+    toml::to_string(&doc).context("cannot write the benchmark's config")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_replaces_only_the_listen_address_and_the_store() {
+        let text = default_config(&HashParams::default());
+        let out = relocate(&text, 4321, Path::new("/tmp/x y/bench.redb")).unwrap();
+        let doc: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(doc["server"]["listen"].as_str(), Some("127.0.0.1:4321"));
+        assert_eq!(doc["store"]["path"].as_str(), Some("/tmp/x y/bench.redb"));
+        assert_eq!(doc["tokens"]["issuer"].as_str(), Some("authd-bench"));
+        let setups = password_strategies(&out).unwrap();
+        assert_eq!(setups.len(), 1);
+        assert_eq!(setups[0].config.hash, HashParams::default());
+    }
+
+    #[test]
+    fn required_attributes_are_filled_in_at_registration() {
+        let text = "version = 1\n[resources.member]\n\
+            attributes.email = { type = \"ci_string\", unique = true }\n\
+            attributes.handle = { type = \"string\", unique = true, required = true, max_length = 3 }\n\
+            attributes.age = { type = \"integer\", required = true }\n\
+            [resources.member.strategies.pw]\ntype = \"password\"\nidentity_field = \"email\"\n\
+            hash = { algorithm = \"bcrypt\", cost = 4 }\n";
+        let setups = password_strategies(text).unwrap();
+        assert_eq!(
+            (setups[0].subject.as_str(), setups[0].strategy.as_str()),
+            ("member", "pw")
+        );
+        let driver = Driver::from_setup(&setups[0]);
+        let body: Value = serde_json::from_slice(&driver.register_body(12)).unwrap();
+        assert_eq!(body["email"], "bench12@example.com");
+        assert_eq!(body["handle"], "b12");
+        assert_eq!(body["age"], 12);
+    }
+
+    #[test]
+    fn bodies_carry_identity_password_and_confirmation() {
+        let setups = password_strategies(&default_config(&HashParams::Bcrypt { cost: 4 })).unwrap();
+        let driver = Driver::from_setup(&setups[0]);
+        let body: Value = serde_json::from_slice(&driver.register_body(3)).unwrap();
+        assert_eq!(body["email"], "bench3@example.com");
+        assert_eq!(body["password"], body["password_confirmation"]);
+        assert!(driver.password.len() >= 8 && driver.password.len() <= 72);
+        let body: Value = serde_json::from_slice(&driver.sign_in_body(3)).unwrap();
+        assert_eq!(body.as_object().map(Map::len), Some(2));
+    }
+}

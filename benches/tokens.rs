@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use authd::config::{SecretSource, SigningAlgorithm, TokensConfig};
 use authd::tokens::TokenService;
-use authd_strategy_api::{Purpose, Tokens};
+use std::sync::Arc;
+
+use authd_strategy_api::{Clock, NoEvents, Purpose, TokenSpec, Tokens, UserRecord};
 use criterion::{Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
 
@@ -21,6 +23,8 @@ fn service(algorithm: SigningAlgorithm) -> TokenService {
             token_lifetime: Duration::from_secs(14 * 24 * 3600),
         },
         &[7u8; 32],
+        Clock::system(),
+        Arc::new(NoEvents),
     )
 }
 
@@ -34,18 +38,27 @@ fn tokens(c: &mut Criterion) {
         ("HS512", SigningAlgorithm::Hs512),
     ] {
         let tokens = service(algorithm);
-        let user = Uuid::new_v4();
+        let user = UserRecord {
+            id: Uuid::new_v4(),
+            attributes: Default::default(),
+            secrets: Default::default(),
+            meta: Default::default(),
+            session_epoch: 0,
+            created_at: 0,
+        };
         let lifetime = tokens.session_lifetime();
+        let spec = || TokenSpec {
+            subject: black_box("user"),
+            user: &user,
+            purpose: Purpose::SESSION,
+            lifetime,
+            act: None,
+            bnd: None,
+        };
         group.bench_function(format!("issue_{name}"), |b| {
-            b.iter(|| {
-                tokens
-                    .issue(black_box("user"), user, Purpose::User, lifetime, None, None)
-                    .unwrap_or_else(|e| panic!("{e}"))
-            });
+            b.iter(|| tokens.issue(spec()).unwrap_or_else(|e| panic!("{e}")));
         });
-        let issued = tokens
-            .issue("user", user, Purpose::User, lifetime, None, None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let issued = tokens.issue(spec()).unwrap_or_else(|e| panic!("{e}"));
         group.bench_function(format!("verify_{name}"), |b| {
             b.iter(|| {
                 tokens

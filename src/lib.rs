@@ -1,22 +1,19 @@
 //! authd: an authentication daemon configured by a TOML file.
 //!
 //! `config` reads and validates the file, `registry` turns it into live strategy plugins,
-//! `server` answers HTTP, `store` keeps users and tokens in redb, `tokens` signs JWTs,
-//! `senders` hand reset messages to `outbox`, which delivers them durably, and `daemon` wires
-//! them together. `cli` is the binary's front end. See ARCHITECTURE.md.
+//! `daemon` wires a generation of them with the store and reloads it, `http` answers requests
+//! and `sessions` holds the rules of signed-in users, `tokens` signs JWTs, `delivery` sends
+//! messages through the store's outbox, `store` opens the configured backend. `state` is what
+//! a request reads. `cli` is the binary's front end. See ARCHITECTURE.md.
 
-pub mod bench;
 pub mod cli;
-pub mod client_ip;
 pub mod config;
-pub mod config_file;
 pub mod daemon;
-pub mod diff;
-pub mod outbox;
+pub mod delivery;
+pub mod http;
 pub mod registry;
-pub mod secret_strength;
-pub mod senders;
-pub mod server;
+pub mod sessions;
+pub mod state;
 pub mod store;
 pub mod tokens;
 

@@ -4,7 +4,7 @@
 //! Adding a strategy type is one line in [`FACTORIES`]. The registry knows no HTTP: the server
 //! asks it for `(subject, strategy)` and gets a live [`Strategy`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authd_strategy_api::{
@@ -79,7 +79,7 @@ pub fn routes(config: &Config) -> Vec<Route> {
             for phase in strategy.validated.phases() {
                 out.push(Route {
                     methods: phase.methods.iter().map(|m| m.as_str()).collect(),
-                    path: format!("/auth/{subject}/{}/{}", strategy.name, phase.name),
+                    path: format!("/auth/{subject}/{}{}", strategy.name, phase.pattern()),
                 });
             }
         }
@@ -89,14 +89,14 @@ pub fn routes(config: &Config) -> Vec<Route> {
 
 /// The live strategies of one config: what a request snapshot holds from start to end.
 pub struct Registry {
-    subjects: BTreeSet<String>,
+    resources: BTreeMap<String, ResourceSpec>,
     strategies: BTreeMap<(String, String), Arc<dyn Strategy>>,
 }
 
 impl Registry {
     /// Instantiates every strategy of `config` over `services`.
     pub fn build(config: &Config, services: &Services) -> Registry {
-        let mut subjects = BTreeSet::new();
+        let mut resources = BTreeMap::new();
         let mut strategies = BTreeMap::new();
         for resource in &config.resources {
             let subject = resource.spec.name.clone();
@@ -104,10 +104,10 @@ impl Registry {
                 let live = s.validated.instantiate(&subject, &s.name, services);
                 strategies.insert((subject.clone(), s.name.clone()), live);
             }
-            subjects.insert(subject);
+            resources.insert(subject, resource.spec.clone());
         }
         Registry {
-            subjects,
+            resources,
             strategies,
         }
     }
@@ -118,7 +118,28 @@ impl Registry {
     }
 
     pub fn has_subject(&self, subject: &str) -> bool {
-        self.subjects.contains(subject)
+        self.resources.contains_key(subject)
+    }
+
+    /// The resource `subject`, as the strategies see it.
+    pub fn resource(&self, subject: &str) -> Option<&ResourceSpec> {
+        self.resources.get(subject)
+    }
+
+    /// The resources, by subject.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceSpec> {
+        self.resources.values()
+    }
+
+    /// The live strategies of `subject`, by name.
+    pub fn strategies_of<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<dyn Strategy>)> + 'a {
+        self.strategies
+            .range((subject.to_string(), String::new())..)
+            .take_while(move |((s, _), _)| s == subject)
+            .map(|((_, name), strategy)| (name.as_str(), strategy))
     }
 
     pub fn strategy(&self, subject: &str, strategy: &str) -> Option<&Arc<dyn Strategy>> {
@@ -126,9 +147,17 @@ impl Registry {
             .get(&(subject.to_string(), strategy.to_string()))
     }
 
-    /// The phase spec of `phase` on a strategy, if it serves it.
-    pub fn phase<'a>(strategy: &'a Arc<dyn Strategy>, phase: &str) -> Option<&'a PhaseSpec> {
-        strategy.phases().iter().find(|p| p.name == phase)
+    /// The phase spec of `phase` on a strategy, if it serves it (with a path parameter when
+    /// `with_param`).
+    pub fn phase<'a>(
+        strategy: &'a Arc<dyn Strategy>,
+        phase: &str,
+        with_param: bool,
+    ) -> Option<&'a PhaseSpec> {
+        strategy
+            .phases()
+            .iter()
+            .find(|p| p.name == phase && p.param.is_some() == with_param)
     }
 }
 
@@ -138,7 +167,8 @@ mod tests {
 
     #[test]
     fn factory_names_are_unique() {
-        let names: BTreeSet<_> = FACTORIES.iter().map(|f| f.type_name()).collect();
+        let names: std::collections::BTreeSet<_> =
+            FACTORIES.iter().map(|f| f.type_name()).collect();
         assert_eq!(names.len(), FACTORIES.len());
     }
 

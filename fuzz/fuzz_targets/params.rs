@@ -18,9 +18,9 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (std::str::from_utf8(&rest[..i]).ok(), &rest[i + 1..]),
         None => (None, rest),
     };
-    if let Ok(params) = authd::server::decode_params("user", content_type, body, query) {
+    if let Ok(params) = authd::http::decode_params("user", content_type, body, query) {
         // Whatever was sent, what comes out serializes back.
         assert!(serde_json::to_string(&params).is_ok());
     }
-    let _ = authd::server::decode_query(query);
+    let _ = authd::http::decode_query(query);
 });

@@ -11,7 +11,7 @@ fn limited(limit: &str) -> String {
 }
 
 async fn hashes_done(s: &TestServer) -> u64 {
-    s.health().await["hash_pool"]["completed"]
+    s.status().await["hash_pool"]["completed"]
         .as_u64()
         .unwrap_or(0)
 }

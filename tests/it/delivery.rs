@@ -283,7 +283,7 @@ async fn a_message_waits_in_the_outbox_while_the_receiver_is_down_across_a_resta
     assert!(health["outbox"]["oldest_age_secs"].is_u64(), "{health}");
     // Let a few attempts fail.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.health().await["outbox"]["depth"], 1);
+    assert_eq!(s.status().await["outbox"]["depth"], 1);
     s.stop().await;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -158,17 +158,16 @@ async fn unknown_routes_and_wrong_methods() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         headers.get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET, POST")
+        Some("GET, HEAD, POST")
     );
     let (status, headers, _) = s.raw(Method::POST, "/auth/user/me", &[], "").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         headers.get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET")
+        Some("GET, HEAD")
     );
 
-    let (status, body) = s.get("/healthz", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let body = s.health().await;
     assert_eq!(body["status"], "ok");
     assert_eq!(body["config"]["generation"], 1);
 }

@@ -2,6 +2,8 @@
 //! by the test, and a real HTTP client. One binary (see STYLE.md: every file in tests/ would
 //! be another binary to link).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod abuse;
 mod cli;
 mod delivery;

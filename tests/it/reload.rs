@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::util::{self, ARGON2, BCRYPT, TestServer, token_of};
 
 async fn stored_hash(db: &std::path::Path, email: &str) -> String {
-    let store = authd::store::Store::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let (store, _) = authd_store_redb::open(db).unwrap();
     let key = authd_strategy_api::UniqueKey {
         field: "email".into(),
         value: email.into(),
@@ -142,7 +142,7 @@ async fn broken_files_and_restart_only_changes_are_refused_and_the_old_config_se
     assert_eq!(h["config"]["generation"], 2);
 
     // A listen change needs a restart: refused, and the log/health say which key.
-    s.save_by_rename(&good.replace("127.0.0.1:0", "127.0.0.1:1"));
+    s.save_by_rename(&good.replacen("127.0.0.1:0", "127.0.0.1:1", 1));
     let h = s
         .wait_health("the listen refusal", |h| {
             h["last_reload_error"]["problems"]

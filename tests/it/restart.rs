@@ -59,7 +59,7 @@ async fn a_hash_of_other_parameters_verifies_and_is_upgraded_on_sign_in() {
     );
     s.stop().await;
 
-    let store = authd::store::Store::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    let (store, _) = authd_store_redb::open(&s.db).unwrap();
     let key = authd_strategy_api::UniqueKey {
         field: "email".into(),
         value: "ada@example.com".into(),
@@ -96,7 +96,7 @@ async fn rehash_on_sign_in_can_be_turned_off() {
         StatusCode::OK
     );
     s.stop().await;
-    let store = authd::store::Store::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    let (store, _) = authd_store_redb::open(&s.db).unwrap();
     let key = authd_strategy_api::UniqueKey {
         field: "email".into(),
         value: "ada@example.com".into(),

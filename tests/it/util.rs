@@ -38,18 +38,37 @@ hash = {hash}
 pub struct TestServer {
     pub daemon: Option<Daemon>,
     pub base: String,
+    /// The admin listener's base URL.
+    pub admin: String,
+    pub admin_token: String,
     pub db: PathBuf,
     /// Holds the temporary folder (and the database in it) for the life of the server.
     _dir: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// The whole file for `body` (resources and anything else), with a port of 0 and `db`.
+/// The admin token of every test server (random, written next to the database).
+pub fn admin_token_path(db: &std::path::Path) -> PathBuf {
+    db.with_file_name("admin.token")
+}
+
+/// Writes a fresh admin token next to `db`; returns it.
+pub fn write_admin_token(db: &std::path::Path) -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    let token = base64::engine::general_purpose::STANDARD.encode(bytes);
+    std::fs::write(admin_token_path(db), &token).unwrap();
+    token
+}
+
+/// The whole file for `body` (resources and anything else), with a port of 0 and `db`, and
+/// an admin listener on port 0 whose token is in the file next to `db`.
 pub fn config_text(db: &std::path::Path, server_extra: &str, body: &str) -> String {
     format!(
         "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
-         [store]\npath = {:?}\n{body}",
-        db.display().to_string()
+         [store]\npath = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\n{body}",
+        db.display().to_string(),
+        admin_token_path(db).display().to_string(),
     )
 }
 
@@ -67,10 +86,14 @@ impl TestServer {
     /// A temporary folder for the database (and config file), nothing running yet.
     fn unstarted() -> TestServer {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let db = dir.path().join("authd.redb");
+        let admin_token = write_admin_token(&db);
         TestServer {
             daemon: None,
             base: String::new(),
-            db: dir.path().join("authd.redb"),
+            admin: String::new(),
+            admin_token,
+            db,
             _dir: dir,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
@@ -89,9 +112,17 @@ impl TestServer {
         daemon
             .watch(&server.config_path())
             .unwrap_or_else(|e| panic!("watch: {e}"));
-        server.base = format!("http://{}", daemon.addr());
+        server.set_addresses(&daemon);
         server.daemon = Some(daemon);
         server
+    }
+
+    fn set_addresses(&mut self, daemon: &Daemon) {
+        self.base = format!("http://{}", daemon.addr());
+        self.admin = daemon
+            .admin_addr()
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -115,17 +146,33 @@ impl TestServer {
         std::fs::write(self.config_path(), text).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// The public `/healthz`.
     pub async fn health(&self) -> Value {
         let (status, body) = self.get("/healthz", None).await;
         assert_eq!(status, StatusCode::OK);
         body
     }
 
-    /// Waits (up to 5 s) until `/healthz` shows `pred` true.
+    /// The operators' `GET /admin/status`.
+    pub async fn status(&self) -> Value {
+        let (status, _, body) = self
+            .raw_at(
+                &self.admin,
+                Method::GET,
+                "/admin/status",
+                &[("authorization", &format!("Bearer {}", self.admin_token))],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Waits (up to 5 s) until `/admin/status` shows `pred` true.
     pub async fn wait_health(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let h = self.health().await;
+            let h = self.status().await;
             if pred(&h) {
                 return h;
             }
@@ -151,7 +198,7 @@ impl TestServer {
         let daemon = Daemon::start(config, &text)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));
-        self.base = format!("http://{}", daemon.addr());
+        self.set_addresses(&daemon);
         self.daemon = Some(daemon);
     }
 
@@ -168,9 +215,21 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (StatusCode, HeaderMap, Value) {
+        self.raw_at(&self.base, method, path, headers, body).await
+    }
+
+    /// A request to `base` (the public or the admin listener).
+    pub async fn raw_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{}", self.base, path));
+            .uri(format!("{base}{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -116,11 +116,31 @@ impl TableReader {
                 let inner = err.path().to_string();
                 let full = join_path(path, if inner == "." { "" } else { &inner });
                 // serde's message names the key already for unknown and missing fields.
-                problems.push(full, err.into_inner().message().to_string());
+                problems.push(full, without_value(err.into_inner().message()));
                 None
             }
         }
     }
+}
+
+/// serde's message with the offending value taken out: a problem names the key and what is
+/// wrong, never what was there (a secret pasted into the wrong key must not reach a log).
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            // `found` is `string "..."`, `integer `7``: keep its kind only.
+            let kind = found.split([' ', '`', '"']).next().unwrap_or("value");
+            return format!("{}{kind}, expected {expected}", prefix);
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ")
+        && let Some((_, expected)) = rest.split_once(", expected ")
+    {
+        return format!("unknown value, expected {expected}");
+    }
+    message.to_string()
 }
 
 /// `a` + `.` + `b`, either side possibly empty.
@@ -140,9 +160,7 @@ pub fn join_path(a: &str, b: &str) -> String {
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d.subsec_nanos() != 0 || d.as_secs() == 0 {
-        return Err(format!(
-            "must be a whole number of seconds, at least 1s"
-        ));
+        return Err("must be a whole number of seconds, at least 1s".to_string());
     }
     Ok(d)
 }
@@ -212,6 +230,26 @@ mod tests {
         assert!(read.is_some(), "unknown keys do not stop the reading");
         let paths: Vec<_> = problems.0.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["t.inner.z", "t.x", "t.y"], "{problems}");
+    }
+
+    #[test]
+    fn problems_never_echo_the_value() {
+        let value: toml::Value = toml::from_str("hash = { cost = \"sk_live_secret\" }")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut problems = Problems::default();
+        let _ = TableReader::read::<Outer>("p", value, &mut problems);
+        let text = problems.to_string();
+        assert!(!text.contains("sk_live_secret"), "{text}");
+        assert!(text.contains("expected u32"), "{text}");
+        assert_eq!(
+            without_value("invalid value: integer `300`, expected u8"),
+            "invalid value: integer, expected u8"
+        );
+        assert_eq!(
+            without_value("unknown variant `hs999`, expected one of `a`, `b`"),
+            "unknown value, expected one of `a`, `b`"
+        );
+        assert_eq!(without_value("missing field `url`"), "missing field `url`");
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! [`Purpose`]s and message kinds it uses, and is listed in the daemon's registry.
 
 pub use authd_store_api::{
-    self as store, Collision, InsertError, NewUser, Store, StoreError, UniqueKey, UpdateOutcome,
-    UserRecord, UserStore, UserUpdate,
+    self as store, Backup, Collision, InsertError, Maintenance, MetaStore, NewUser, OutboxStore,
+    Store, StoreError, ThrottleStore, TokenStore, UniqueKey, UpdateOutcome, UserRecord, UserStore,
+    UserUpdate,
 };
 pub use toml;
 
@@ -42,8 +43,8 @@ pub use pool::{Busy, HashPool};
 pub use strategy::{
     Access, AttributeSpec, AttributeType, BearerUser, ConfirmationSpec, Credential, Error,
     FieldErrors, Grant, META_CONFIRMED_AT, META_RESETS, Method, Outcome, Params, PhaseRequest,
-    PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session, Strategy,
-    StrategyFactory, ValidatedStrategy, Verdict,
+    PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session, Strategy, StrategyFactory,
+    ValidatedStrategy, Verdict,
 };
-pub use throttle::{Counted, Limit, Reservation, Throttle, rate_key};
+pub use throttle::{Counted, Limit, RequestLimit, Reservation, Throttle, rate_key};
 pub use tokens::{Claims, Expect, IssuedToken, Purpose, TokenError, TokenSpec, Tokens, check};

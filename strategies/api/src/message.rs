@@ -260,18 +260,16 @@ impl SmtpSpec {
 }
 
 impl Delivery {
-    fn validate(
-        path: &str,
-        fields: [(&str, Option<DurationText>); 3],
-        problems: &mut Problems,
-    ) {
+    fn validate(path: &str, fields: [(&str, Option<DurationText>); 3], problems: &mut Problems) {
         let max = |key: &str| match key {
             "retry_base" => Duration::from_secs(3600),
             "timeout" => Duration::from_secs(300),
             _ => Duration::MAX,
         };
         for (key, value) in fields {
-            let Some(DurationText(d)) = value else { continue };
+            let Some(DurationText(d)) = value else {
+                continue;
+            };
             if d > max(key) {
                 problems.push(
                     format!("{path}.{key}"),
@@ -685,10 +683,15 @@ mod tests {
             "type = \"webhook\"\nurl = \"http://h/x\"\nsecret_env = \"A\"\nsecret_file = \"/f\"\n\
              timeout = \"1h\"",
         );
-        assert_eq!(problem_paths(&both, &users), vec!["s.secret_env", "s.timeout"]);
+        assert_eq!(
+            problem_paths(&both, &users),
+            vec!["s.secret_env", "s.timeout"]
+        );
         assert!(
-            toml::from_str::<SenderSpec>("type = \"webhook\"\nurl = \"http://h/\"\nretry_base = \"soon\"")
-                .is_err()
+            toml::from_str::<SenderSpec>(
+                "type = \"webhook\"\nurl = \"http://h/\"\nretry_base = \"soon\""
+            )
+            .is_err()
         );
         let defaults = Delivery::default();
         assert_eq!(defaults.retry_base, DEFAULT_RETRY_BASE);

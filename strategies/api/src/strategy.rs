@@ -174,12 +174,16 @@ pub enum Rejection {
 }
 
 /// How an authenticated user is let in.
+// One per verdict, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Grant {
     /// The daemon issues a session token (or asks for a second factor first).
     Session,
     /// The strategy issued a token of its own (a sign-in token to exchange later).
     Token(IssuedToken),
+    /// No token: the user exists but may not sign in yet (registered, not confirmed).
+    None,
 }
 
 /// The answer of a phase.
@@ -195,12 +199,18 @@ pub enum Verdict {
     },
     /// The first factor passed and a second step is required: strategy `step` continues the
     /// sign-in with this short-lived token (`200 {"continue": step, "token": ...}`).
-    Continue { step: String, token: IssuedToken },
+    Continue {
+        step: String,
+        token: IssuedToken,
+    },
     /// The request was taken and its effect, if any, happens in the background (the same
     /// answer whether or not the identity exists): `202`.
     Accepted,
     /// A JSON answer of the phase's own (`200` or `201`).
-    Json { status: u16, body: Value },
+    Json {
+        status: u16,
+        body: Value,
+    },
     /// Done, nothing to say: `204`.
     NoContent,
     Rejected(Rejection),

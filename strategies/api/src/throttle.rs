@@ -21,15 +21,12 @@ pub struct Limit {
 /// The address a per-address limit counts: IPv6 by its /64 (one host usually holds a whole
 /// /64), IPv4-mapped IPv6 as the IPv4 address.
 pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let host_bits = u128::from(u64::MAX);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !host_bits))
+        }
     }
 }
 
@@ -108,7 +105,10 @@ impl Throttle {
                 )
             })
             .collect();
-        let outcomes = self.store.throttle_apply(ops, self.clock.now_secs()).await?;
+        let outcomes = self
+            .store
+            .throttle_apply(ops, self.clock.now_secs())
+            .await?;
         let locked = outcomes
             .iter()
             .filter_map(|o| match o {
@@ -150,6 +150,26 @@ impl Throttle {
         Ok(())
     }
 
+    /// Gives every count of `reservation` back: the attempt was not made (the hashing queue
+    /// was full). Unlike a success, it clears nothing.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn release(&self, reservation: Reservation) -> Result<(), Error> {
+        if reservation.keys.is_empty() {
+            return Ok(());
+        }
+        let ops = reservation
+            .keys
+            .iter()
+            .map(|k| (k.key, ThrottleOp::Refund))
+            .collect();
+        self.store
+            .throttle_apply(ops, self.clock.now_secs())
+            .await?;
+        Ok(())
+    }
+
     /// Forgets a key's attempts and lockout (a reset proved control of the mailbox; an
     /// operator unlocked the user).
     ///
@@ -175,6 +195,104 @@ impl Throttle {
     }
 }
 
+/// A strategy's `request_limit`: how many requests that send a message or create an
+/// account a client address, and an identity, may make per window. Every request counts,
+/// success or not (they cost the daemon a hash or a message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimit {
+    pub per_address: u32,
+    pub per_identity: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequestLimit {
+    per_address: Option<u32>,
+    per_identity: Option<u32>,
+    window: Option<String>,
+}
+
+impl RequestLimit {
+    /// The default of the strategies of this repository: 30 per address and 5 per identity
+    /// every 15 minutes.
+    pub const DEFAULT: RequestLimit = RequestLimit {
+        per_address: 30,
+        per_identity: 5,
+        window: Duration::from_secs(15 * 60),
+    };
+
+    /// Reads `request_limit` at `path`: absent or `true` for `default`, `false` for none, or
+    /// a table `{ per_address, per_identity, window }` whose missing keys keep the default.
+    pub fn read(
+        path: &str,
+        value: Option<toml::Value>,
+        default: RequestLimit,
+        problems: &mut crate::Problems,
+    ) -> Option<RequestLimit> {
+        match value {
+            None | Some(toml::Value::Boolean(true)) => Some(default),
+            Some(toml::Value::Boolean(false)) => None,
+            Some(value @ toml::Value::Table(_)) => {
+                let raw = crate::TableReader::read::<RawRequestLimit>(path, value, problems)?;
+                let mut limit = default;
+                if let Some(n) = raw.per_address {
+                    limit.per_address = n;
+                }
+                if let Some(n) = raw.per_identity {
+                    limit.per_identity = n;
+                }
+                for (key, n) in [
+                    ("per_address", limit.per_address),
+                    ("per_identity", limit.per_identity),
+                ] {
+                    if n == 0 {
+                        problems.push(format!("{path}.{key}"), "must be at least 1");
+                    }
+                }
+                if let Some(text) = raw.window {
+                    match crate::parse_lifetime(&text) {
+                        Ok(d) => limit.window = d,
+                        Err(m) => problems.push(format!("{path}.window"), m),
+                    }
+                }
+                Some(limit)
+            }
+            Some(_) => {
+                problems.push(
+                    path,
+                    "must be false, true or a table { per_address, per_identity, window }",
+                );
+                None
+            }
+        }
+    }
+
+    /// The per-address key of `scope` for `ip`.
+    pub fn address(&self, scope: &str, ip: IpAddr) -> Counted {
+        Counted::address(
+            &format!("requests:{scope}"),
+            ip,
+            Limit {
+                max: self.per_address,
+                window: self.window,
+            },
+        )
+    }
+
+    /// The per-identity key of `scope` for a prepared identity `value`.
+    pub fn identity(&self, scope: &str, value: &str) -> Counted {
+        Counted::identity(
+            &format!("requests:{scope}"),
+            value,
+            Limit {
+                max: self.per_identity,
+                window: self.window,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -190,6 +308,11 @@ mod tests {
             rate_key(ip("2001:db8:1:2:ffff::1")),
             rate_key(ip("2001:db8:1:2::9"))
         );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(rate_key(ip("::1")), ip("::"));
         let limit = Limit {
             max: 1,
             window: Duration::from_secs(1),

@@ -53,11 +53,7 @@ pub struct Claims {
     /// A binding chosen by the issuing strategy: the token dies when what it was bound to
     /// changes (a fingerprint of the password hash for a reset token, of the monitored value
     /// for a confirmation). Read from `pwd` in tokens of earlier versions.
-    #[serde(
-        default,
-        alias = "pwd",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "pwd", skip_serializing_if = "Option::is_none")]
     pub bnd: Option<String>,
     /// The user's session epoch when the token was issued; bumping the epoch (a reset, sign
     /// out everywhere) kills every token issued before. Absent in old tokens: epoch 0.

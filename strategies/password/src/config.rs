@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    AttributeType, Problems, ResourceSpec, SenderSpec, TableReader, parse_lifetime,
+    AttributeType, Problems, RequestLimit, ResourceSpec, SenderSpec, TableReader, kinds,
+    parse_lifetime,
 };
 use serde::Deserialize;
 
@@ -62,27 +63,21 @@ struct RawPasswordConfig {
     rate_limit: Option<toml::Value>,
     #[serde(default)]
     resettable: Option<RawResettable>,
+    /// `false`, `true` (the defaults) or a table; read by `RequestLimit::read`.
+    #[serde(default)]
+    request_limit: Option<toml::Value>,
+    #[serde(default)]
+    require_confirmed: bool,
+    #[serde(default = "yes")]
+    revoke_sessions_on_change: bool,
 }
 
-/// `rate_limit = { ... }`.
+/// `rate_limit = { ... }`; a key left out keeps [`RateLimit::DEFAULT`]'s value.
 #[derive(Debug, Deserialize)]
 struct RawRateLimit {
-    #[serde(default = "default_identity_failures")]
-    identity_failures: u32,
-    #[serde(default = "default_ip_failures")]
-    ip_failures: u32,
-    #[serde(default = "default_window")]
-    window: String,
-}
-
-fn default_identity_failures() -> u32 {
-    10
-}
-fn default_ip_failures() -> u32 {
-    100
-}
-fn default_window() -> String {
-    "15m".into()
+    identity_failures: Option<u32>,
+    ip_failures: Option<u32>,
+    window: Option<String>,
 }
 
 /// `hash = { algorithm = "...", ... }`. A parameter left out takes its value from
@@ -213,6 +208,14 @@ pub struct PasswordConfig {
     /// Brute-force protection; `None` when turned off with `rate_limit = false`.
     pub rate_limit: Option<RateLimit>,
     pub resettable: Option<Resettable>,
+    /// Limits on `register` and `reset_request` per address and identity; `None` when turned
+    /// off with `request_limit = false`.
+    pub request_limit: Option<RequestLimit>,
+    /// A user of a resource with confirmation must have confirmed to sign in (refused with
+    /// `403 unconfirmed`, only after the password was verified).
+    pub require_confirmed: bool,
+    /// A password change revokes the user's other sessions.
+    pub revoke_sessions_on_change: bool,
 }
 
 /// Failed attempts allowed per window before a lockout (which doubles while they go on).
@@ -221,6 +224,15 @@ pub struct RateLimit {
     pub identity_failures: u32,
     pub ip_failures: u32,
     pub window: Duration,
+}
+
+impl RateLimit {
+    /// 10 failures per identity and 100 per address every 15 minutes.
+    pub const DEFAULT: RateLimit = RateLimit {
+        identity_failures: 10,
+        ip_failures: 100,
+        window: Duration::from_secs(15 * 60),
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +339,9 @@ impl PasswordConfig {
             })
         });
         if let Some(r) = &resettable
-            && let Err(p) = r.sender.validate(&at("resettable.sender"), resource)
+            && let Err(p) =
+                r.sender
+                    .validate(&at("resettable.sender"), resource, &[kinds::PASSWORD_RESET])
         {
             problems.extend(p);
         }
@@ -347,32 +361,27 @@ impl PasswordConfig {
 
         let rate_limit = match raw.rate_limit {
             Some(toml::Value::Boolean(false)) => None,
-            None | Some(toml::Value::Boolean(true)) => Some(RateLimit {
-                identity_failures: default_identity_failures(),
-                ip_failures: default_ip_failures(),
-                window: Duration::from_secs(15 * 60),
-            }),
+            None | Some(toml::Value::Boolean(true)) => Some(RateLimit::DEFAULT),
             Some(value @ toml::Value::Table(_)) => {
-                match TableReader::read::<RawRateLimit>(&at("rate_limit"), value, &mut problems) {
-                    Some(r) => {
-                        if r.identity_failures == 0 {
+                TableReader::read::<RawRateLimit>(&at("rate_limit"), value, &mut problems).map(
+                    |r| {
+                        let d = RateLimit::DEFAULT;
+                        let limit = RateLimit {
+                            identity_failures: r.identity_failures.unwrap_or(d.identity_failures),
+                            ip_failures: r.ip_failures.unwrap_or(d.ip_failures),
+                            window: r.window.map_or(d.window, |w| {
+                                read_duration(&mut problems, at("rate_limit.window"), &w)
+                            }),
+                        };
+                        if limit.identity_failures == 0 {
                             problems.push(at("rate_limit.identity_failures"), "must be at least 1");
                         }
-                        if r.ip_failures == 0 {
+                        if limit.ip_failures == 0 {
                             problems.push(at("rate_limit.ip_failures"), "must be at least 1");
                         }
-                        Some(RateLimit {
-                            identity_failures: r.identity_failures,
-                            ip_failures: r.ip_failures,
-                            window: read_duration(
-                                &mut problems,
-                                at("rate_limit.window"),
-                                &r.window,
-                            ),
-                        })
-                    }
-                    None => None,
-                }
+                        limit
+                    },
+                )
             }
             Some(_) => {
                 problems.push(
@@ -382,6 +391,21 @@ impl PasswordConfig {
                 None
             }
         };
+        let request_limit = RequestLimit::read(
+            &at("request_limit"),
+            raw.request_limit,
+            RequestLimit::DEFAULT,
+            &mut problems,
+        );
+        if raw.require_confirmed && resource.confirmation.is_none() {
+            problems.push(
+                at("require_confirmed"),
+                format!(
+                    "resource `{}` has no [confirmation] table: nothing can confirm its users",
+                    resource.name
+                ),
+            );
+        }
 
         let hash = match raw.hash {
             None => HashParams::default(),
@@ -409,6 +433,9 @@ impl PasswordConfig {
             revoke_sessions_on_reset: raw.revoke_sessions_on_reset,
             rate_limit,
             resettable,
+            request_limit,
+            require_confirmed: raw.require_confirmed,
+            revoke_sessions_on_change: raw.revoke_sessions_on_change,
         })
     }
 }
@@ -537,6 +564,7 @@ mod tests {
                     max_length: None,
                 },
             ],
+            confirmation: None,
         }
     }
 
@@ -605,7 +633,7 @@ mod tests {
             let c = PasswordConfig::from_table("p", &resource(), table(&text))
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(c.hash, params, "{text}");
-            assert_eq!(params.to_json()["algorithm"], params.algorithm());
+            assert_eq!(params.to_json()["algorithm"], params.algorithm().name());
         }
     }
 

@@ -218,7 +218,6 @@ impl HashParams {
     }
 }
 
-
 fn known_formats() -> String {
     let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
     names.join(", ")

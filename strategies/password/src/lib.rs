@@ -1,40 +1,104 @@
 //! authd's password strategy, after AshAuthentication's (`AshAuthentication.Strategy.Password`):
 //! `register`, `sign_in`, `sign_in_with_token`, `reset_request` and `reset`, with its later
-//! security fixes (single-use reset tokens, equal cost for unknown identities).
+//! security fixes (single-use reset tokens, equal cost for unknown identities), and
+//! `change_password` for signed-in users.
 //!
-//! Hashing runs on the daemon's hashing pool; storage and tokens come through the traits of
-//! `authd-strategy-api`. This crate knows nothing of HTTP or of the storage engine.
+//! Hashing runs on the daemon's hashing pool; storage, tokens and messages come through the
+//! contract of `authd-strategy-api`. This crate knows nothing of HTTP or of the storage engine.
+//!
+//! The phases live one module each: [`register`], [`sign_in`] (with `sign_in_with_token` and
+//! re-authentication), [`reset`] (request and reset) and [`change`]; [`rules`] holds the
+//! password rules and parameter helpers they share.
 
+mod change;
 mod config;
 pub mod hash;
+mod register;
+mod reset;
+mod rules;
+mod sign_in;
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    Error, FieldErrors, IssuedToken, Method, Outcome, PhaseRequest, PhaseSpec, Problems, Purpose,
-    Rejection, ResetMessage, ResourceSpec, SecretChange, Sender, Services, Strategy,
-    StrategyFactory, TokenError, TokenSpec, UniqueKey, UserRecord, ValidatedStrategy, Verdict,
-    now_secs,
+    AttributeSpec, Error, Event, Method, Outcome, Params, PhaseRequest, PhaseSpec, Problems,
+    Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory, Throttle,
+    UserRecord, ValidatedStrategy, Verdict,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-pub use config::{PasswordConfig, Resettable};
+pub use config::{PasswordConfig, RateLimit, Resettable};
 pub use hash::HashParams;
+
+/// The purpose of sign-in tokens (exchanged at `sign_in_with_token`).
+pub const SIGN_IN: Purpose = Purpose::new("sign_in");
+/// The purpose of password-reset tokens.
+pub const PASSWORD_RESET: Purpose = Purpose::new("password_reset");
+
+/// Most reset requests being looked up and sent at once, per strategy.
+const MAX_RESETS_IN_FLIGHT: usize = 256;
 
 const POST: &[Method] = &[Method::Post];
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
 
-/// How long after a reset request its look-up starts, at least, plus up to
-/// [`RESET_JITTER_MS`] at random.
-const RESET_DELAY: Duration = Duration::from_millis(20);
-const RESET_JITTER_MS: u64 = 30;
+/// The phases of the password strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Register,
+    SignIn,
+    SignInWithToken,
+    ResetRequest,
+    Reset,
+    ChangePassword,
+}
 
-/// Most reset requests being looked up and sent at once, per strategy.
-const MAX_RESETS_IN_FLIGHT: usize = 256;
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Register,
+        Phase::SignIn,
+        Phase::SignInWithToken,
+        Phase::ResetRequest,
+        Phase::Reset,
+        Phase::ChangePassword,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Register => "register",
+            Phase::SignIn => "sign_in",
+            Phase::SignInWithToken => "sign_in_with_token",
+            Phase::ResetRequest => "reset_request",
+            Phase::Reset => "reset",
+            Phase::ChangePassword => "change_password",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn spec(self) -> PhaseSpec {
+        match self {
+            Phase::SignInWithToken => PhaseSpec::public(self.name(), GET_POST),
+            Phase::ChangePassword => PhaseSpec::session(self.name(), POST),
+            _ => PhaseSpec::public(self.name(), POST),
+        }
+    }
+
+    /// Whether `config` enables this phase.
+    fn enabled(self, c: &PasswordConfig) -> bool {
+        match self {
+            Phase::Register => c.registration_enabled,
+            Phase::SignIn => c.sign_in_enabled,
+            Phase::SignInWithToken => c.sign_in_enabled && c.sign_in_tokens_enabled,
+            Phase::ResetRequest | Phase::Reset => c.resettable.is_some(),
+            Phase::ChangePassword => true,
+        }
+    }
+}
 
 /// The factory the registry lists: `type = "password"`.
 pub struct Factory;
@@ -68,37 +132,11 @@ pub struct Validated {
 
 impl ValidatedStrategy for Validated {
     fn phases(&self) -> Vec<PhaseSpec> {
-        let c = &self.config;
-        let mut phases = Vec::new();
-        if c.registration_enabled {
-            phases.push(PhaseSpec {
-                name: "register",
-                methods: POST,
-            });
-        }
-        if c.sign_in_enabled {
-            phases.push(PhaseSpec {
-                name: "sign_in",
-                methods: POST,
-            });
-            if c.sign_in_tokens_enabled {
-                phases.push(PhaseSpec {
-                    name: "sign_in_with_token",
-                    methods: GET_POST,
-                });
-            }
-        }
-        if c.resettable.is_some() {
-            phases.push(PhaseSpec {
-                name: "reset_request",
-                methods: POST,
-            });
-            phases.push(PhaseSpec {
-                name: "reset",
-                methods: POST,
-            });
-        }
-        phases
+        Phase::ALL
+            .into_iter()
+            .filter(|p| p.enabled(&self.config))
+            .map(Phase::spec)
+            .collect()
     }
 
     fn describe(&self) -> String {
@@ -125,13 +163,30 @@ impl ValidatedStrategy for Validated {
             .resettable
             .as_ref()
             .map(|r| services.senders.build(&r.sender));
+        let identity = self
+            .resource
+            .attribute(&self.config.identity_field)
+            .cloned()
+            .unwrap_or_else(|| AttributeSpec {
+                // Validation guarantees the attribute; this only keeps the type total.
+                name: self.config.identity_field.clone(),
+                ty: authd_strategy_api::AttributeType::String,
+                unique: true,
+                required: true,
+                max_length: None,
+            });
         Arc::new(PasswordStrategy(Arc::new(Inner {
             subject: subject.to_string(),
             name: name.to_string(),
+            scope: format!("{subject}/{name}"),
+            act_sign_in: format!("sign_in_with_{name}"),
+            act_reset: format!("password_reset_with_{name}"),
             phases: self.phases(),
             dummy_hash: self.config.hash.dummy(),
             config: self.config.clone(),
             resource: self.resource.clone(),
+            identity,
+            throttle: services.throttle(),
             services: services.clone(),
             sender,
             resets: Arc::new(Semaphore::new(MAX_RESETS_IN_FLIGHT)),
@@ -146,10 +201,18 @@ pub struct PasswordStrategy(Arc<Inner>);
 struct Inner {
     subject: String,
     name: String,
+    /// `<subject>/<name>`: the scope of this strategy's throttle keys.
+    scope: String,
+    /// The `act` of this strategy's sign-in and reset tokens.
+    act_sign_in: String,
+    act_reset: String,
     phases: Vec<PhaseSpec>,
     config: PasswordConfig,
     resource: ResourceSpec,
+    /// The identity attribute.
+    identity: AttributeSpec,
     services: Services,
+    throttle: Throttle,
     /// Verified against when the identity is unknown, so that it costs one real verify.
     dummy_hash: String,
     sender: Option<Arc<dyn Sender>>,
@@ -163,623 +226,99 @@ impl Strategy for PasswordStrategy {
     }
 
     async fn handle(&self, phase: &str, request: PhaseRequest) -> Outcome {
-        let params = request.params;
-        match phase {
-            "register" => self.0.register(&params).await,
-            "sign_in" => self.0.sign_in(&params, request.client_ip).await,
-            "sign_in_with_token" => self.0.sign_in_with_token(&params, request.client_ip).await,
-            "reset_request" => self.reset_request(&params).await,
-            "reset" => self.0.reset(&params, request.client_ip).await,
+        let inner = &self.0;
+        match Phase::parse(phase) {
+            Some(Phase::Register) => inner.register(&request).await,
+            Some(Phase::SignIn) => inner.sign_in(&request).await,
+            Some(Phase::SignInWithToken) => inner.sign_in_with_token(&request).await,
+            Some(Phase::ResetRequest) => self.reset_request(&request).await,
+            Some(Phase::Reset) => inner.reset(&request).await,
+            Some(Phase::ChangePassword) => inner.change_password(&request).await,
             // The server routes only declared phases here.
-            _ => Ok(Verdict::Rejected(Rejection::InvalidToken)),
+            None => Ok(Verdict::Rejected(Rejection::NotFound)),
         }
     }
 
     fn credential_is_stale(&self, user: &UserRecord) -> Option<bool> {
-        let stored = user.secrets.get(&self.0.config.hashed_password_field)?;
+        let stored = self.0.stored_hash(user)?;
         Some(self.0.config.hash.is_stale(stored))
     }
-}
 
-fn invalid(errors: FieldErrors) -> Outcome {
-    Ok(Verdict::Rejected(Rejection::Invalid(errors)))
-}
-
-fn rejected(r: Rejection) -> Outcome {
-    Ok(Verdict::Rejected(r))
-}
-
-fn busy() -> Outcome {
-    rejected(Rejection::Busy {
-        retry_after_secs: 1,
-    })
-}
-
-/// Reads a required string parameter, recording a field error if it is missing or not a string.
-fn string_param<'a>(
-    params: &'a authd_strategy_api::Params,
-    field: &str,
-    errors: &mut FieldErrors,
-) -> Option<&'a str> {
-    match params.get(field) {
-        None | Some(Value::Null) => {
-            errors.add(field, "is required");
-            None
-        }
-        Some(Value::String(s)) if s.is_empty() => {
-            errors.add(field, "is required");
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            errors.add(field, "must be a string");
-            None
-        }
+    fn credential_info(&self, user: &UserRecord) -> Option<Value> {
+        let stored = self.0.stored_hash(user)?;
+        Some(json!({
+            "algorithm": hash::identify(stored).map_or("unknown", hash::Format::name),
+            "stale": self.0.config.hash.is_stale(stored),
+        }))
     }
+
+    async fn reauthenticate(
+        &self,
+        user: &UserRecord,
+        params: &Params,
+    ) -> Result<Option<bool>, Error> {
+        self.0.reauthenticate(user, params).await
+    }
+}
+
+/// A pool answer: the value, or the queue was full.
+enum Pooled<T> {
+    Done(T),
+    Busy,
 }
 
 impl Inner {
-    fn identity_key(&self, value: &str) -> UniqueKey {
-        UniqueKey {
-            field: self.config.identity_field.clone(),
-            value: if self.config.identity_ci {
-                value.to_lowercase()
-            } else {
-                value.to_string()
-            },
-        }
+    fn stored_hash<'a>(&self, user: &'a UserRecord) -> Option<&'a str> {
+        user.secrets
+            .get(&self.config.hashed_password_field)
+            .map(String::as_str)
     }
 
-    /// Password rules shared by register and reset: length, bcrypt's 72 bytes, confirmation.
-    fn check_new_password<'a>(
-        &self,
-        params: &'a authd_strategy_api::Params,
-        errors: &mut FieldErrors,
-    ) -> Option<&'a str> {
-        let c = &self.config;
-        let password = string_param(params, &c.password_field, errors);
-        if let Some(p) = password {
-            let chars = p.chars().count();
-            if chars < c.password_min_length {
-                errors.add(
-                    &c.password_field,
-                    format!(
-                        "is too short (minimum {} characters)",
-                        c.password_min_length
-                    ),
-                );
-            } else if chars > c.password_max_length {
-                errors.add(
-                    &c.password_field,
-                    format!("is too long (maximum {} characters)", c.password_max_length),
-                );
-            } else if let Some(max) = c.hash.max_password_bytes()
-                && p.len() > max
-            {
-                errors.add(
-                    &c.password_field,
-                    format!("is too long (this hash algorithm uses at most {max} bytes)"),
-                );
-            }
-            if p.contains('\0') {
-                errors.add(&c.password_field, "must not contain null bytes");
-            }
-        }
-        if c.confirmation_required {
-            let confirmation = string_param(params, &c.password_confirmation_field, errors);
-            if let (Some(p), Some(conf)) = (password, confirmation)
-                && p != conf
-            {
-                errors.add(&c.password_confirmation_field, "does not match password");
-            }
-        }
-        password
-    }
-
-    /// A password equal to the identity (case-insensitively for `ci_string` identities).
-    fn equals_identity(&self, password: &str, identity: Option<&str>) -> bool {
-        identity.is_some_and(|id| {
-            if self.config.identity_ci {
-                id.to_lowercase() == password.to_lowercase()
-            } else {
-                id == password
-            }
-        })
-    }
-
-    async fn hash(&self, password: &str) -> Result<Option<String>, Error> {
+    /// Hashes a new password with the configured parameters on the pool.
+    async fn hash(&self, password: &str) -> Result<Pooled<String>, Error> {
         let params = self.config.hash;
         let password = password.as_bytes().to_vec();
+        let started = Instant::now();
         match self.services.pool.run(move || params.hash(&password)).await {
-            Ok(Ok(h)) => Ok(Some(h)),
+            Ok(Ok(h)) => {
+                self.services.events.emit(Event::Hashed {
+                    algorithm: params.algorithm().name(),
+                    verify: false,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+                Ok(Pooled::Done(h))
+            }
             Ok(Err(e)) => Err(Error::Hash(e.to_string())),
-            Err(authd_strategy_api::Busy::QueueFull) => Ok(None),
+            Err(authd_strategy_api::Busy::QueueFull) => Ok(Pooled::Busy),
             Err(e) => Err(Error::Hash(e.to_string())),
         }
     }
 
-    fn session(&self, user: &UserRecord) -> Result<IssuedToken, Error> {
-        let tokens = &self.services.tokens;
-        tokens.issue_spec(TokenSpec {
-            subject: &self.subject,
-            user: user.id,
-            purpose: Purpose::User,
-            lifetime: tokens.session_lifetime(),
-            act: None,
-            pwd: None,
-            sep: Some(user.session_epoch),
-        })
-    }
-
-    /// Throttle keys for an identity and a client address, scoped to this strategy.
-    fn throttle_keys(
-        &self,
-        identity: Option<&UniqueKey>,
-        ip: Option<IpAddr>,
-    ) -> Vec<(String, u32)> {
-        let Some(limit) = &self.config.rate_limit else {
-            return Vec::new();
-        };
-        let mut keys = Vec::with_capacity(2);
-        if let Some(key) = identity {
-            keys.push((
-                format!("identity:{}/{}:{}", self.subject, self.name, key.value),
-                limit.identity_failures,
-            ));
-        }
-        if let Some(ip) = ip {
-            keys.push((
-                format!("ip:{}/{}:{ip}", self.subject, self.name),
-                limit.ip_failures,
-            ));
-        }
-        keys
-    }
-
-    /// `Some(seconds)` when any of `keys` is locked out: answer 429 without hashing.
-    async fn locked(&self, keys: &[(String, u32)]) -> Result<Option<u64>, Error> {
-        let now = now_secs();
-        let mut longest = None;
-        for (key, _) in keys {
-            if let Some(secs) = self.services.throttle.locked_for(key, now).await? {
-                longest = Some(longest.map_or(secs, |l: u64| l.max(secs)));
-            }
-        }
-        Ok(longest)
-    }
-
-    /// Counts a failure against `keys`, in one durable write (a success costs one too, see
-    /// `sign_in`, so that failures and successes cost the same).
-    async fn failed(&self, keys: &[(String, u32)]) -> Result<(), Error> {
-        let Some(limit) = &self.config.rate_limit else {
-            return Ok(());
-        };
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.services
-            .throttle
-            .record_failures(keys, limit.window.as_secs(), now_secs())
-            .await
-    }
-
-    fn fingerprint(&self, user: &UserRecord) -> String {
-        hash::fingerprint(
-            user.secrets
-                .get(&self.config.hashed_password_field)
-                .map(String::as_str),
-        )
-    }
-
-    async fn register(&self, params: &authd_strategy_api::Params) -> Outcome {
-        let c = &self.config;
-        let mut errors = FieldErrors::default();
-        let mut attributes = serde_json::Map::new();
-        let mut unique = Vec::new();
-        for attr in &self.resource.attributes {
-            match params.get(&attr.name) {
-                None | Some(Value::Null) => {
-                    if attr.required || attr.name == c.identity_field {
-                        errors.add(&attr.name, "is required");
-                    }
-                }
-                Some(value) => match attr.check(value) {
-                    Ok(v) => {
-                        if attr.name == c.identity_field
-                            && v.as_str().is_some_and(|s| s.trim().is_empty())
-                        {
-                            errors.add(&attr.name, "is required");
-                            continue;
-                        }
-                        if attr.unique {
-                            unique.push(UniqueKey {
-                                field: attr.name.clone(),
-                                value: attr.normalize(&v),
-                            });
-                        }
-                        attributes.insert(attr.name.clone(), v);
-                    }
-                    Err(message) => errors.add(&attr.name, message),
-                },
-            }
-        }
-        let password = self.check_new_password(params, &mut errors);
-        let identity = params.get(&c.identity_field).and_then(Value::as_str);
-        if let Some(p) = password
-            && self.equals_identity(p, identity)
-        {
-            errors.add(
-                &c.password_field,
-                format!("must not be the same as {}", c.identity_field),
-            );
-        }
-        let Some(password) = password.filter(|_| errors.is_empty()) else {
-            return invalid(errors);
-        };
-        let Some(hashed) = self.hash(password).await? else {
-            return busy();
-        };
-        let user = authd_strategy_api::NewUser {
-            attributes,
-            secrets: [(c.hashed_password_field.clone(), hashed)].into(),
-            unique,
-        };
-        match self.services.users.insert(&self.subject, user).await? {
-            Ok(user) => {
-                let token = self.session(&user)?;
-                Ok(Verdict::Authenticated {
-                    user,
-                    token,
-                    created: true,
-                })
-            }
-            Err(authd_strategy_api::InsertError::Taken(field)) => {
-                let mut errors = FieldErrors::default();
-                errors.add(&field, "has already been taken");
-                invalid(errors)
-            }
-        }
-    }
-
-    async fn sign_in(
-        &self,
-        params: &authd_strategy_api::Params,
-        client_ip: Option<IpAddr>,
-    ) -> Outcome {
-        let c = &self.config;
-        let mut errors = FieldErrors::default();
-        let identity = string_param(params, &c.identity_field, &mut errors);
-        let password = string_param(params, &c.password_field, &mut errors);
-        let want_sign_in_token = match params.get("token_type") {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) if s == "user" || s == "session" => false,
-            Some(Value::String(s)) if s == "sign_in" && c.sign_in_tokens_enabled => true,
-            Some(Value::String(s)) if s == "sign_in" => {
-                errors.add(
-                    "token_type",
-                    "sign-in tokens are not enabled for this strategy",
-                );
-                false
-            }
-            Some(_) => {
-                errors.add("token_type", "must be \"user\" or \"sign_in\"");
-                false
-            }
-        };
-        let (Some(identity), Some(password)) = (identity, password) else {
-            return invalid(errors);
-        };
-        if !errors.is_empty() {
-            return invalid(errors);
-        }
-
-        let key = self.identity_key(identity);
-        let throttle = self.throttle_keys(Some(&key), client_ip);
-        if let Some(retry_after_secs) = self.locked(&throttle).await? {
-            return rejected(Rejection::RateLimited { retry_after_secs });
-        }
-        let user = self
-            .services
-            .users
-            .find_by_unique(&self.subject, &key)
-            .await?;
-        let stored = user
-            .as_ref()
-            .and_then(|u| u.secrets.get(&c.hashed_password_field))
-            .cloned();
-        // Unknown identity (or a user without this strategy's password): verify against a
-        // dummy hash of the same parameters, so that both cost one verify.
-        let known = stored.is_some();
-        let target = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let password_bytes = password.as_bytes().to_vec();
-        let check_target = target.clone();
-        let verified = match self
+    /// Verifies `password` against `stored` on the pool. A stored hash that cannot be
+    /// verified (corrupt, out of bounds) is logged and does not match.
+    async fn verify(&self, password: &str, stored: String) -> Result<Pooled<bool>, Error> {
+        let password = password.as_bytes().to_vec();
+        let algorithm = hash::identify(&stored).map_or("unknown", hash::Format::name);
+        let started = Instant::now();
+        match self
             .services
             .pool
-            .run(move || hash::verify(&password_bytes, &check_target))
+            .run(move || hash::verify(&password, &stored))
             .await
         {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => {
-                // A corrupt stored hash is logged and treated as a failed sign-in.
-                tracing::warn!(subject = %self.subject, strategy = %self.name, error = %e, "AU0101 stored hash cannot be verified");
-                false
+            Ok(outcome) => {
+                self.services.events.emit(Event::Hashed {
+                    algorithm,
+                    verify: true,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+                Ok(Pooled::Done(outcome.unwrap_or_else(|e| {
+                    tracing::warn!(subject = %self.subject, strategy = %self.name, error = %e, "AU0101 stored hash cannot be verified");
+                    false
+                })))
             }
-            Err(authd_strategy_api::Busy::QueueFull) => return busy(),
-            Err(e) => return Err(Error::Hash(e.to_string())),
-        };
-        let Some(mut user) = user.filter(|_| known && verified) else {
-            self.failed(&throttle).await?;
-            return rejected(Rejection::AuthenticationFailed);
-        };
-        // A successful sign-in forgets the identity's failures (not the address's). This is
-        // one durable write, as a failure is: both outcomes cost the same.
-        // (`throttle` is empty when `rate_limit = false`.)
-        if let Some((identity_key, _)) = throttle.first() {
-            self.services.throttle.clear(identity_key).await?;
+            Err(authd_strategy_api::Busy::QueueFull) => Ok(Pooled::Busy),
+            Err(e) => Err(Error::Hash(e.to_string())),
         }
-
-        if c.rehash_on_sign_in && c.hash.is_stale(&target) {
-            // The hash was made with other parameters than the current ones: upgrade it now
-            // that we hold the password. A failure here must not fail the sign-in.
-            if let Ok(Some(new_hash)) = self.hash(password).await {
-                match self
-                    .services
-                    .users
-                    .set_secret(
-                        &self.subject,
-                        user.id,
-                        SecretChange {
-                            field: &c.hashed_password_field,
-                            value: new_hash,
-                            expect: Some(Some(&target)),
-                            consume: None,
-                            bump_sessions: false,
-                        },
-                    )
-                    .await
-                {
-                    Ok(Some(updated)) => user = updated,
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "AU0102 rehash on sign-in not stored"),
-                }
-            }
-        }
-
-        let token = if want_sign_in_token {
-            self.services.tokens.issue(
-                &self.subject,
-                user.id,
-                Purpose::SignIn,
-                c.sign_in_token_lifetime,
-                Some(format!("sign_in_with_{}", self.name)),
-                Some(self.fingerprint(&user)),
-            )?
-        } else {
-            self.session(&user)?
-        };
-        Ok(Verdict::Authenticated {
-            user,
-            token,
-            created: false,
-        })
-    }
-
-    /// Checks a reset or sign-in token: signature, purpose, action, subject, user and password
-    /// fingerprint. `None` for any refusal.
-    async fn check_token(
-        &self,
-        token: &str,
-        purpose: Purpose,
-        act: &str,
-    ) -> Result<Option<(UserRecord, authd_strategy_api::Claims)>, Error> {
-        let claims = match self.services.tokens.verify(token) {
-            Ok(claims) => claims,
-            Err(TokenError::Invalid) => return Ok(None),
-            Err(TokenError::Internal(e)) => return Err(e),
-        };
-        if claims.purpose != purpose || claims.act.as_deref() != Some(act) {
-            return Ok(None);
-        }
-        let Some(id) = claims.user_id(&self.subject) else {
-            return Ok(None);
-        };
-        let Some(user) = self.services.users.get(&self.subject, id).await? else {
-            return Ok(None);
-        };
-        if claims.pwd.as_deref() != Some(self.fingerprint(&user).as_str()) {
-            return Ok(None);
-        }
-        Ok(Some((user, claims)))
-    }
-
-    async fn sign_in_with_token(
-        &self,
-        params: &authd_strategy_api::Params,
-        client_ip: Option<IpAddr>,
-    ) -> Outcome {
-        let mut errors = FieldErrors::default();
-        let Some(token) = string_param(params, "token", &mut errors) else {
-            return invalid(errors);
-        };
-        // Guessing tokens counts against the client's address.
-        let throttle = self.throttle_keys(None, client_ip);
-        if let Some(retry_after_secs) = self.locked(&throttle).await? {
-            return rejected(Rejection::RateLimited { retry_after_secs });
-        }
-        let act = format!("sign_in_with_{}", self.name);
-        let checked = self.check_token(token, Purpose::SignIn, &act).await?;
-        let consumed = match &checked {
-            Some((_, claims)) => {
-                self.services
-                    .token_store
-                    .consume(&claims.jti, claims.exp)
-                    .await?
-            }
-            None => false,
-        };
-        let Some((user, _)) = checked.filter(|_| consumed) else {
-            self.failed(&throttle).await?;
-            return rejected(Rejection::InvalidToken);
-        };
-        let token = self.session(&user)?;
-        Ok(Verdict::Authenticated {
-            user,
-            token,
-            created: false,
-        })
-    }
-
-    async fn reset(
-        &self,
-        params: &authd_strategy_api::Params,
-        client_ip: Option<IpAddr>,
-    ) -> Outcome {
-        let c = &self.config;
-        let mut errors = FieldErrors::default();
-        // AshAuthentication's name is `reset_token`; `token` is accepted too.
-        let token_field = if params.contains_key("token") && !params.contains_key("reset_token") {
-            "token"
-        } else {
-            "reset_token"
-        };
-        let token = string_param(params, token_field, &mut errors);
-        // The new password is checked in full before the token is looked at, so that a
-        // rejected password leaves the token usable.
-        let password = self.check_new_password(params, &mut errors);
-        let (Some(token), Some(password)) = (token, password) else {
-            return invalid(errors);
-        };
-        if !errors.is_empty() {
-            return invalid(errors);
-        }
-        let throttle = self.throttle_keys(None, client_ip);
-        if let Some(retry_after_secs) = self.locked(&throttle).await? {
-            return rejected(Rejection::RateLimited { retry_after_secs });
-        }
-        let act = format!("password_reset_with_{}", self.name);
-        let Some((user, claims)) = self
-            .check_token(token, Purpose::PasswordReset, &act)
-            .await?
-        else {
-            self.failed(&throttle).await?;
-            return rejected(Rejection::InvalidToken);
-        };
-        // Rules that need the user are checked before the token is consumed, too.
-        let identity = user
-            .attributes
-            .get(&c.identity_field)
-            .and_then(Value::as_str);
-        if self.equals_identity(password, identity) {
-            errors.add(
-                &c.password_field,
-                format!("must not be the same as {}", c.identity_field),
-            );
-            return invalid(errors);
-        }
-        let Some(hashed) = self.hash(password).await? else {
-            return busy();
-        };
-        // The token is consumed in the same transaction that stores the new hash (and, by
-        // default, revokes every session of the user).
-        let Some(user) = self
-            .services
-            .users
-            .set_secret(
-                &self.subject,
-                user.id,
-                SecretChange {
-                    field: &c.hashed_password_field,
-                    value: hashed,
-                    // The password the token was checked against must still be the one stored:
-                    // of two resets racing with two tokens, one wins.
-                    expect: Some(
-                        user.secrets
-                            .get(&c.hashed_password_field)
-                            .map(String::as_str),
-                    ),
-                    consume: Some((&claims.jti, claims.exp)),
-                    bump_sessions: c.revoke_sessions_on_reset,
-                },
-            )
-            .await?
-        else {
-            // Used already, or another reset won the race: a refused token, like any other.
-            self.failed(&throttle).await?;
-            return rejected(Rejection::InvalidToken);
-        };
-        let token = self.session(&user)?;
-        Ok(Verdict::Authenticated {
-            user,
-            token,
-            created: false,
-        })
-    }
-}
-
-impl PasswordStrategy {
-    /// Answers at once; the look-up and the sending happen in the background, so the answer
-    /// and its timing are the same whether or not the identity exists.
-    async fn reset_request(&self, params: &authd_strategy_api::Params) -> Outcome {
-        let inner = &self.0;
-        let mut errors = FieldErrors::default();
-        let Some(identity) = string_param(params, &inner.config.identity_field, &mut errors) else {
-            return invalid(errors);
-        };
-        let Ok(permit) = Arc::clone(&inner.resets).try_acquire_owned() else {
-            return busy();
-        };
-        let key = inner.identity_key(identity);
-        let this = self.clone();
-        // The work starts only after the answer has left, and at a random moment, so that
-        // it cannot slow this answer (or show in the timing of the next one) differently for
-        // identities that exist.
-        let delay = RESET_DELAY + Duration::from_millis(rand::random_range(0..RESET_JITTER_MS));
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::time::sleep(delay).await;
-            if let Err(e) = this.0.send_reset(key).await {
-                tracing::warn!(subject = %this.0.subject, strategy = %this.0.name, error = %e, "AU0103 reset request not sent");
-            }
-        });
-        Ok(Verdict::Accepted)
-    }
-}
-
-impl Inner {
-    async fn send_reset(&self, key: UniqueKey) -> Result<(), String> {
-        let (Some(resettable), Some(sender)) = (&self.config.resettable, &self.sender) else {
-            return Ok(());
-        };
-        let Some(user) = self
-            .services
-            .users
-            .find_by_unique(&self.subject, &key)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(());
-        };
-        let token = self
-            .services
-            .tokens
-            .issue(
-                &self.subject,
-                user.id,
-                Purpose::PasswordReset,
-                resettable.token_lifetime,
-                Some(format!("password_reset_with_{}", self.name)),
-                Some(self.fingerprint(&user)),
-            )
-            .map_err(|e| e.to_string())?;
-        sender
-            .send_reset(ResetMessage {
-                subject: self.subject.clone(),
-                strategy: self.name.clone(),
-                user: user.public_view(),
-                expires_at: token.claims.exp,
-                token: token.token,
-            })
-            .await
     }
 }

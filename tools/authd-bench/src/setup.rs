@@ -42,6 +42,7 @@ pub(crate) fn password_strategies(text: &str) -> anyhow::Result<Vec<PasswordSetu
         let spec = ResourceSpec {
             name: subject.clone(),
             attributes,
+            confirmation: None,
         };
         let Some(strategies) = resource.get("strategies").and_then(toml::Value::as_table) else {
             continue;

@@ -1,56 +1,21 @@
-//! The command line: `authd serve` and `authd check`. The binary's edge: the only place
-//! that uses `anyhow` and prints for people.
+//! `authd check`: validates a file exactly as a reload would, lists what it serves, and with
+//! `--against` what a reload from the file in force would change.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::registry;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "authd",
-    version,
-    about = "An authentication daemon configured by a TOML file"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the daemon.
-    Serve {
-        /// The TOML configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Validate a configuration file and list its resources, strategies and routes.
-    Check {
-        /// The TOML configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// The file in force: list, change by change, what a reload from it to --config would
-        /// do and whether each change applies live or needs a restart (a dry run of the reload).
-        #[arg(long)]
-        against: Option<PathBuf>,
-    },
-    /// Time each password hash setting (or calibrate one to a target) on this machine.
-    BenchHash(crate::bench::BenchHashArgs),
-}
 
 /// Reads and validates a config file; on failure, the error lists every problem.
 ///
 /// # Errors
 /// When the file cannot be read or has problems.
 pub fn load(path: &Path) -> anyhow::Result<(Config, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::config::file::read(path).context("cannot load the config")?;
     match registry::parse_config(&text) {
         Ok(config) => Ok((config, text)),
         Err(problems) => {
@@ -73,9 +38,14 @@ pub fn describe(path: &Path, config: &Config) -> String {
     let mut out = format!("{}: OK\n", path.display());
     let _ = writeln!(
         out,
-        "listen {}  store {}",
+        "listen {}  store {}{}",
         config.server.listen,
-        config.store.path.display()
+        config.store.describe(),
+        config
+            .admin
+            .as_ref()
+            .map(|a| format!("  admin {}", a.listen))
+            .unwrap_or_default()
     );
     for resource in &config.resources {
         let attrs: Vec<String> = resource
@@ -141,7 +111,7 @@ pub fn check(path: &Path, against: Option<&Path>) -> ExitCode {
         eprintln!("unreachable: both files parsed above");
         return ExitCode::FAILURE;
     };
-    let changes = crate::diff::changes(&current_table, &new_table, &current, &config);
+    let changes = crate::config::changes(&current_table, &new_table, &current, &config);
     if changes.is_empty() {
         println!(
             "{} -> {}: no changes",
@@ -154,7 +124,7 @@ pub fn check(path: &Path, against: Option<&Path>) -> ExitCode {
             println!("  {change}");
         }
     }
-    let refused = crate::daemon::restart_only_changes(&current, &config);
+    let refused = crate::config::refused_changes(&current, &config);
     if refused.is_empty() {
         println!("a reload would apply these changes live");
         ExitCode::SUCCESS
@@ -164,54 +134,5 @@ pub fn check(path: &Path, against: Option<&Path>) -> ExitCode {
             println!("  {p}");
         }
         ExitCode::FAILURE
-    }
-}
-
-/// `authd serve`: runs until SIGINT or SIGTERM.
-///
-/// # Errors
-/// When the config is invalid or the daemon cannot start.
-pub async fn serve(path: &Path) -> anyhow::Result<()> {
-    let (config, text) = load(path)?;
-    let mut daemon = crate::Daemon::start(config, &text).await?;
-    let triggers = daemon.watch(path)?;
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = signal(SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
-                let _ = triggers.send(crate::daemon::Trigger::Forced).await;
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    drop(triggers);
-    wait_for_stop_signal().await;
-    tracing::info!("stopping");
-    daemon.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

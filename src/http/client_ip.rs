@@ -13,7 +13,7 @@
 //! the walk, and the last address read is the answer. IPv4-mapped IPv6 addresses
 //! (`::ffff:192.0.2.1`, which dual-stack sockets report) are treated as the IPv4 address.
 //!
-//! [`rate_key`] groups addresses for rate limits and lockouts: one IPv6 client usually holds a
+//! `authd_strategy_api::rate_key` groups addresses for rate limits and lockouts: one IPv6 client usually holds a
 //! whole /64, so it counts as one.
 //!
 //! This module must not know about the daemon's config or server types: it takes a
@@ -81,19 +81,6 @@ pub fn client_ip(
         }
     }
     client
-}
-
-/// The key that per-address limits count under: an IPv4 address as it is, an IPv6 address as
-/// its /64 network (the low 64 bits zero), and an IPv4-mapped IPv6 address as the IPv4
-/// address.
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let host_bits = u128::from(u64::MAX);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !host_bits))
-        }
-    }
 }
 
 /// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]`
@@ -443,24 +430,5 @@ mod tests {
         );
         assert!(parse("forwarded_header = \"both\"").is_err());
         assert_eq!(ForwardedHeader::default(), XForwardedFor);
-    }
-
-    #[test]
-    fn rate_keys_group_an_ipv6_64_and_unmap_ipv4() {
-        assert_eq!(rate_key(ip("192.0.2.1")), ip("192.0.2.1"));
-        assert_eq!(rate_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
-        assert_eq!(
-            rate_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            ip("2001:db8:1:2::")
-        );
-        assert_eq!(
-            rate_key(ip("2001:db8:1:2::1")),
-            rate_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
-        );
-        assert_ne!(
-            rate_key(ip("2001:db8:1:2::1")),
-            rate_key(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(rate_key(ip("::1")), ip("::"));
     }
 }

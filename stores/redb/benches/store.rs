@@ -2,14 +2,13 @@
 //! by unique value (the sign-in path), the revocation check of `/me`, and a durable insert
 //! (registration: one fsync'd commit each).
 //!
-//! Run with `cargo bench --bench store`.
+//! Run with `cargo bench -p authd-store-redb --bench store`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use authd::store::Store;
-use authd_strategy_api::{NewUser, TokenStore, UniqueKey, UserStore};
+use authd_store_api::{NewUser, TokenStore, UniqueKey, UserStore};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -34,6 +33,7 @@ fn new_user(n: u64) -> NewUser {
             field: "email".into(),
             value: email,
         }],
+        ..NewUser::default()
     }
 }
 
@@ -43,7 +43,8 @@ fn store(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::open(&dir.path().join("bench.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let (store, _) =
+        authd_store_redb::open(&dir.path().join("bench.redb")).unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<uuid::Uuid> = runtime.block_on(async {
         let mut ids = Vec::new();
         for n in 0..USERS {
@@ -82,10 +83,10 @@ fn store(c: &mut Criterion) {
             assert!(user.is_some());
         });
     });
-    group.bench_function("is_revoked", |b| {
+    group.bench_function("is_dead", |b| {
         b.to_async(&runtime).iter(|| async {
             let dead = store
-                .is_revoked(black_box("3f1c2b9e-0000-4000-8000-000000000000"))
+                .is_dead(black_box("3f1c2b9e-0000-4000-8000-000000000000"))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(!dead);

@@ -14,128 +14,25 @@ use authd_strategy_api::{
     AttributeSpec, AttributeType, Problem, Problems, ResourceSpec, TableReader, ValidatedStrategy,
     parse_lifetime,
 };
-use serde::Deserialize;
+
+mod diff;
+pub mod file;
+mod raw;
+mod restart;
+
+pub use diff::{Applies, Change, changes};
+pub use restart::{RESTART_ONLY, refused_changes};
+
+use raw::{RawAdmin, RawAttribute, RawServer, RawStore, RawTokens};
 
 /// The only file format version so far.
 pub const VERSION: i64 = 1;
 
-/// `[server]`: the HTTP listener. `listen` needs a restart to change.
-#[derive(Debug, Deserialize)]
-struct RawServer {
-    /// Address and port to listen on. Default `127.0.0.1:4000`.
-    #[serde(default = "default_listen")]
-    listen: String,
-    /// Largest request body accepted, in bytes (413 above). Default 16384.
-    #[serde(default = "default_max_body")]
-    max_body_bytes: usize,
-    /// Threads that hash passwords. Default: the number of cores.
-    #[serde(default)]
-    hash_workers: Option<usize>,
-    /// Hashing jobs that may wait for a worker; past that, 503 with `Retry-After`.
-    /// Default: 8 per worker.
-    #[serde(default)]
-    hash_queue: Option<usize>,
-    /// Most connections served at once. Default 4096.
-    #[serde(default = "default_max_connections")]
-    max_connections: usize,
-    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed for the
-    /// client's address. Default: none (the socket's peer address is the client).
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-}
+/// The top-level keys of the file.
+const TOP_LEVEL: &[&str] = &["version", "server", "store", "tokens", "admin", "resources"];
 
-impl Default for RawServer {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            max_body_bytes: default_max_body(),
-            hash_workers: None,
-            hash_queue: None,
-            max_connections: default_max_connections(),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-/// `[store]`: the redb database file. Needs a restart to change.
-#[derive(Debug, Deserialize)]
-struct RawStore {
-    /// Path of the database file, created if missing. Default `authd.redb`.
-    #[serde(default = "default_store_path")]
-    path: PathBuf,
-}
-
-/// `[tokens]`: how tokens are signed, and the lifetime of session tokens.
-#[derive(Debug, Deserialize)]
-struct RawTokens {
-    /// The `iss` claim written and required. Default `authd`.
-    #[serde(default = "default_issuer")]
-    issuer: String,
-    /// `HS256` (default), `HS384` or `HS512`. Tokens signed otherwise are refused.
-    #[serde(default = "default_algorithm")]
-    signing_algorithm: String,
-    /// Name of an environment variable holding the signing secret (at least 32 bytes).
-    #[serde(default)]
-    signing_secret_env: Option<String>,
-    /// Path of a file holding the signing secret (at least 32 bytes; one trailing newline is
-    /// ignored).
-    #[serde(default)]
-    signing_secret_file: Option<PathBuf>,
-    /// Lifetime of session tokens. Default `14d`.
-    #[serde(default = "default_token_lifetime")]
-    token_lifetime: String,
-}
-
-impl Default for RawTokens {
-    fn default() -> Self {
-        Self {
-            issuer: default_issuer(),
-            signing_algorithm: default_algorithm(),
-            signing_secret_env: None,
-            signing_secret_file: None,
-            token_lifetime: default_token_lifetime(),
-        }
-    }
-}
-
-/// `attributes.<name> = { ... }`.
-#[derive(Debug, Deserialize)]
-struct RawAttribute {
-    /// `string`, `ci_string`, `integer` or `boolean`.
-    #[serde(rename = "type")]
-    ty: String,
-    /// No two users of the resource may share the value (case-insensitively for `ci_string`).
-    #[serde(default)]
-    unique: bool,
-    /// Registration fails without it.
-    #[serde(default)]
-    required: bool,
-    /// Longest value in characters, for string types.
-    #[serde(default)]
-    max_length: Option<usize>,
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:4000".into()
-}
-fn default_max_body() -> usize {
-    16 * 1024
-}
-fn default_max_connections() -> usize {
-    4096
-}
-fn default_store_path() -> PathBuf {
-    PathBuf::from("authd.redb")
-}
-fn default_issuer() -> String {
-    "authd".into()
-}
-fn default_algorithm() -> String {
-    "HS256".into()
-}
-fn default_token_lifetime() -> String {
-    "14d".into()
-}
+/// Strategy names that would clash with the resource's own routes (`/auth/<subject>/me`).
+const RESERVED_STRATEGY_NAMES: &[&str] = &["me", "sign_out", "sign_out_all", "confirm"];
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -143,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub tokens: TokensConfig,
+    pub admin: Option<AdminConfig>,
     pub resources: Vec<Resource>,
 }
 
@@ -153,12 +51,34 @@ pub struct ServerConfig {
     pub hash_workers: usize,
     pub hash_queue: usize,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub forwarded_header: crate::http::client_ip::ForwardedHeader,
 }
 
+/// Where users and tokens are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreConfig {
-    pub path: PathBuf,
+pub enum StoreConfig {
+    /// One redb file.
+    Redb { path: PathBuf },
+}
+
+impl StoreConfig {
+    /// One line for `authd check` and logs (no secret).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Redb { path } => format!("redb {}", path.display()),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Where the token is read from (at start, reload and SIGHUP).
+    pub token: SecretSource,
 }
 
 /// HMAC algorithms for signing tokens.
@@ -169,12 +89,12 @@ pub enum SigningAlgorithm {
     Hs512,
 }
 
-/// Where the signing secret comes from.
+/// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
-    /// Generated once (256 random bits) and kept in the store.
+    /// Generated once (256 random bits) and kept in the store (signing keys only).
     Generated,
 }
 
@@ -237,7 +157,6 @@ impl Config {
         let mut doc: toml::Table = match toml::from_str(text) {
             Ok(doc) => doc,
             Err(e) => {
-                let message = e.message().to_string();
                 let location = e
                     .span()
                     .map(|span| {
@@ -247,38 +166,36 @@ impl Config {
                     .unwrap_or_default();
                 return Err(Problems(vec![Problem::new(
                     "",
-                    format!("{location}TOML syntax: {message}"),
+                    format!("{location}TOML syntax: {}", e.message()),
                 )]));
             }
         };
 
         for key in doc.keys() {
-            if !["version", "server", "store", "tokens", "resources"].contains(&key.as_str()) {
+            if !TOP_LEVEL.contains(&key.as_str()) {
                 problems.push(
                     key.clone(),
-                    "unknown key (expected version, server, store, tokens, resources)",
+                    format!("unknown key (expected {})", TOP_LEVEL.join(", ")),
                 );
             }
         }
         match doc.remove("version") {
             None => problems.push("version", "missing: write `version = 1` at the top"),
             Some(toml::Value::Integer(VERSION)) => {}
-            Some(other) => problems.push(
-                "version",
-                format!("unsupported version {other}; this authd reads version 1"),
-            ),
+            Some(_) => problems.push("version", "unsupported version; this authd reads version 1"),
         }
 
         let server = read_section::<RawServer>(&mut doc, "server", &mut problems)
             .map(|raw| check_server(raw, &mut problems));
-        let store = read_section::<RawStore>(&mut doc, "store", &mut problems).map(|raw| {
-            if raw.path.as_os_str().is_empty() {
-                problems.push("store.path", "must not be empty");
-            }
-            StoreConfig { path: raw.path }
-        });
+        let store = read_section::<RawStore>(&mut doc, "store", &mut problems)
+            .map(|raw| check_store(raw, &mut problems));
         let tokens = read_section::<RawTokens>(&mut doc, "tokens", &mut problems)
             .map(|raw| check_tokens(raw, &mut problems));
+        let admin = match doc.remove("admin") {
+            None => Some(None),
+            Some(value) => TableReader::read::<RawAdmin>("admin", value, &mut problems)
+                .map(|raw| Some(check_admin(raw, &mut problems))),
+        };
 
         let mut resources = Vec::new();
         match doc.remove("resources") {
@@ -293,14 +210,23 @@ impl Config {
             }
             Some(_) => problems.push("resources", "must be a table of resources"),
         }
+        if let (Some(server), Some(Some(admin))) = (&server, &admin)
+            && server.listen == admin.listen
+            && server.listen.port() != 0
+        {
+            problems.push("admin.listen", "must differ from server.listen");
+        }
 
-        match (server, store, tokens) {
-            (Some(server), Some(store), Some(tokens)) if problems.is_empty() => Ok(Config {
-                server,
-                store,
-                tokens,
-                resources,
-            }),
+        match (server, store, tokens, admin) {
+            (Some(server), Some(store), Some(tokens), Some(admin)) if problems.is_empty() => {
+                Ok(Config {
+                    server,
+                    store,
+                    tokens,
+                    admin,
+                    resources,
+                })
+            }
             _ => Err(problems),
         }
     }
@@ -318,25 +244,15 @@ fn read_section<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-impl Default for RawStore {
-    fn default() -> Self {
-        Self {
-            path: default_store_path(),
-        }
-    }
+fn check_listen(key: &str, text: &str, problems: &mut Problems) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| {
+        problems.push(key, "is not an address:port such as 127.0.0.1:4000");
+        SocketAddr::from(([127, 0, 0, 1], 4000))
+    })
 }
 
 fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
-    let listen = raw.listen.parse().unwrap_or_else(|_| {
-        problems.push(
-            "server.listen",
-            format!(
-                "`{}` is not an address:port such as 127.0.0.1:4000",
-                raw.listen
-            ),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 4000))
-    });
+    let listen = check_listen("server.listen", &raw.listen, problems);
     if !(256..=16 * 1024 * 1024).contains(&raw.max_body_bytes) {
         problems.push("server.max_body_bytes", "must be between 256 and 16777216");
     }
@@ -352,6 +268,23 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
     if !(1..=1_000_000).contains(&raw.max_connections) {
         problems.push("server.max_connections", "must be between 1 and 1000000");
     }
+    if !(1..=1_000_000).contains(&raw.max_connections_per_ip) {
+        problems.push(
+            "server.max_connections_per_ip",
+            "must be between 1 and 1000000",
+        );
+    }
+    let idle_timeout = match authd_strategy_api::parse_duration(&raw.idle_timeout) {
+        Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(600) => d,
+        Ok(_) => {
+            problems.push("server.idle_timeout", "must be between 100ms and 10m");
+            Duration::from_secs(10)
+        }
+        Err(m) => {
+            problems.push("server.idle_timeout", m);
+            Duration::from_secs(10)
+        }
+    };
     let mut trusted_proxies = Vec::new();
     for (i, entry) in raw.trusted_proxies.iter().enumerate() {
         let parsed = entry
@@ -361,7 +294,7 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
             Ok(net) => trusted_proxies.push(net),
             Err(_) => problems.push(
                 format!("server.trusted_proxies[{i}]"),
-                format!("`{entry}` is not an address or CIDR range such as 10.0.0.0/8"),
+                "is not an address or CIDR range such as 10.0.0.0/8",
             ),
         }
     }
@@ -371,7 +304,48 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
         hash_workers,
         hash_queue,
         max_connections: raw.max_connections,
+        max_connections_per_ip: raw.max_connections_per_ip,
+        idle_timeout,
         trusted_proxies,
+        forwarded_header: raw.forwarded_header,
+    }
+}
+
+fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
+    match raw.ty.as_str() {
+        "redb" => {}
+        _ => problems.push("store.type", "is not a store type: use \"redb\""),
+    }
+    if raw.path.as_os_str().is_empty() {
+        problems.push("store.path", "must not be empty");
+    }
+    StoreConfig::Redb { path: raw.path }
+}
+
+/// Reads `<table>.<key>_env` / `<table>.<key>_file` into a source.
+fn secret_source(
+    env_key: &str,
+    file_key: &str,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    problems: &mut Problems,
+) -> Option<SecretSource> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            problems.push(env_key, format!("set {env_key} or {file_key}, not both"));
+            None
+        }
+        (Some(var), None) if var.is_empty() => {
+            problems.push(env_key, "must name an environment variable");
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var)),
+        (None, Some(path)) if path.as_os_str().is_empty() => {
+            problems.push(file_key, "must not be empty");
+            None
+        }
+        (None, Some(path)) => Some(SecretSource::File(path)),
+        (None, None) => None,
     }
 }
 
@@ -380,33 +354,22 @@ fn check_tokens(raw: RawTokens, problems: &mut Problems) -> TokensConfig {
         "HS256" => SigningAlgorithm::Hs256,
         "HS384" => SigningAlgorithm::Hs384,
         "HS512" => SigningAlgorithm::Hs512,
-        other => {
+        _ => {
             problems.push(
                 "tokens.signing_algorithm",
-                format!("`{other}` is not supported: use HS256, HS384 or HS512"),
+                "is not supported: use HS256, HS384 or HS512",
             );
             SigningAlgorithm::Hs256
         }
     };
-    let secret = match (raw.signing_secret_env, raw.signing_secret_file) {
-        (Some(_), Some(_)) => {
-            problems.push(
-                "tokens.signing_secret_env",
-                "set signing_secret_env or signing_secret_file, not both",
-            );
-            SecretSource::Generated
-        }
-        (Some(var), None) if var.is_empty() => {
-            problems.push(
-                "tokens.signing_secret_env",
-                "must name an environment variable",
-            );
-            SecretSource::Generated
-        }
-        (Some(var), None) => SecretSource::Env(var),
-        (None, Some(path)) => SecretSource::File(path),
-        (None, None) => SecretSource::Generated,
-    };
+    let secret = secret_source(
+        "tokens.signing_secret_env",
+        "tokens.signing_secret_file",
+        raw.signing_secret_env,
+        raw.signing_secret_file,
+        problems,
+    )
+    .unwrap_or(SecretSource::Generated);
     if raw.issuer.is_empty() {
         problems.push("tokens.issuer", "must not be empty");
     }
@@ -420,6 +383,25 @@ fn check_tokens(raw: RawTokens, problems: &mut Problems) -> TokensConfig {
         secret,
         token_lifetime,
     }
+}
+
+fn check_admin(raw: RawAdmin, problems: &mut Problems) -> AdminConfig {
+    let listen = check_listen("admin.listen", &raw.listen, problems);
+    let token = secret_source(
+        "admin.token_env",
+        "admin.token_file",
+        raw.token_env,
+        raw.token_file,
+        problems,
+    )
+    .unwrap_or_else(|| {
+        problems.push(
+            "admin.token_env",
+            "the admin API needs a token: set token_env or token_file",
+        );
+        SecretSource::Generated
+    });
+    AdminConfig { listen, token }
 }
 
 fn check_resource(
@@ -475,6 +457,7 @@ fn check_resource(
     let spec = ResourceSpec {
         name: name.to_string(),
         attributes,
+        confirmation: None,
     };
 
     let mut strategies = Vec::new();
@@ -488,6 +471,14 @@ fn check_resource(
         };
         for (strategy_name, value) in list {
             let at = format!("{path}.strategies.{strategy_name}");
+            if RESERVED_STRATEGY_NAMES.contains(&strategy_name.as_str()) {
+                problems.push(
+                    at.clone(),
+                    format!(
+                        "`{strategy_name}` is a route of the resource itself; name the strategy otherwise"
+                    ),
+                );
+            }
             if !is_url_name(&strategy_name) {
                 problems.push(
                     at.clone(),
@@ -554,10 +545,10 @@ fn check_attribute(
         "ci_string" => AttributeType::CiString,
         "integer" => AttributeType::Integer,
         "boolean" => AttributeType::Boolean,
-        other => {
+        _ => {
             problems.push(
                 format!("{at}.type"),
-                format!("`{other}` is not a type: use string, ci_string, integer or boolean"),
+                "is not a type: use string, ci_string, integer or boolean",
             );
             return None;
         }

@@ -1,13 +1,12 @@
 //! `authd check --against`: what would change, key by key, between the config in force and a
 //! new file, and whether each change applies live or needs a restart. The reload itself
-//! refuses the same restart-only changes (see `daemon::restart_only_changes`).
+//! refuses the same restart-only changes (see `restart::refused_changes`).
 
 use std::fmt;
 
-use crate::config::Config;
+use super::Config;
 
-/// Keys whose change needs a restart; a reload that changes them is refused as a whole.
-pub const RESTART_ONLY: &[&str] = &["server.listen", "store.path", "server.max_connections"];
+use super::restart::RESTART_ONLY;
 
 /// One difference between two files.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,11 +64,11 @@ pub fn changes(
     current_config: &Config,
     new_config: &Config,
 ) -> Vec<Change> {
-    let restart = crate::daemon::restart_only_changes(current_config, new_config);
+    let restart = super::refused_changes(current_config, new_config);
     let mut out = Vec::new();
     walk("", Some(current), Some(new), &mut out);
     for change in &mut out {
-        if RESTART_ONLY.contains(&change.path.as_str()) {
+        if RESTART_ONLY.iter().any(|k| k.path == change.path) {
             change.applies = if restart.0.iter().any(|p| p.path == change.path) {
                 Applies::Restart
             } else {
@@ -100,7 +99,7 @@ fn walk(prefix: &str, a: Option<&toml::Table>, b: Option<&toml::Table>, out: &mu
         // judged on its own; other added or removed tables are one change.
         let holds_restart_key = RESTART_ONLY
             .iter()
-            .any(|k| k.starts_with(&format!("{path}.")));
+            .any(|k| k.path.starts_with(&format!("{path}.")));
         match (a.get(key), b.get(key)) {
             (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
                 walk(&path, Some(x), Some(y), out);

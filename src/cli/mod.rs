@@ -1,0 +1,121 @@
+//! The command line: `authd serve`, `authd check`, `authd store check`, `authd bench-hash`.
+//! The binary's edge: the only place that uses `anyhow` and prints for people.
+
+pub mod bench;
+mod check;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+pub use check::{check, describe, load};
+pub use serve::serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authd",
+    version,
+    about = "An authentication daemon configured by a TOML file"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and list its resources, strategies and routes.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file in force: list, change by change, what a reload from it to --config would
+        /// do and whether each change applies live or needs a restart (a dry run of the reload).
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Work on the store of a config, with no daemon running on it.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Time each password hash setting (or calibrate one to a target) on this machine.
+    BenchHash(bench::BenchHashArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Run the storage engine's integrity check and say what it found.
+    Check {
+        /// The TOML configuration file naming the store.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config, against } => check(&config, against.as_deref()),
+        Command::BenchHash(args) => bench::bench_hash_main(&args),
+        Command::Store(StoreCommand::Check { config }) => store_check(&config),
+        Command::Serve { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let outcome = runtime.block_on(serve(&config));
+            // A read of the config stuck on a dead file system holds a blocking thread: do
+            // not wait for it forever.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("authd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `authd store check`.
+fn store_check(path: &std::path::Path) -> ExitCode {
+    let (config, _) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::store::check(&config.store) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

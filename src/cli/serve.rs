@@ -1,0 +1,54 @@
+//! `authd serve`: the daemon until SIGINT or SIGTERM; SIGHUP forces a reload.
+
+use std::path::Path;
+
+use super::check::load;
+
+/// `authd serve`: runs until SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the config is invalid or the daemon cannot start.
+pub async fn serve(path: &Path) -> anyhow::Result<()> {
+    let (config, text) = load(path)?;
+    let mut daemon = crate::Daemon::start(config, &text).await?;
+    let triggers = daemon.watch(path)?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = triggers.send(crate::daemon::Trigger::Forced).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(triggers);
+    wait_for_stop_signal().await;
+    tracing::info!("stopping");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,180 @@
+//! The TOML file as serde types that mirror it, one per table. Defaults live here, each in
+//! one function; validation (`super`) turns these into the validated types.
+//!
+//! The doc comments are the user documentation of each key.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[server]`: the HTTP listener. `listen` and `max_connections` need a restart to change.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawServer {
+    /// Address and port to listen on. Default `127.0.0.1:4000`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body accepted, in bytes (413 above). Default 16384.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Threads that hash passwords. Default: the number of cores.
+    #[serde(default)]
+    pub hash_workers: Option<usize>,
+    /// Hashing jobs that may wait for a worker; past that, 503 with `Retry-After`.
+    /// Default: 8 per worker.
+    #[serde(default)]
+    pub hash_queue: Option<usize>,
+    /// Most connections served at once. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections one client address (IPv6: one /64) may hold at once; more are closed
+    /// at once. Default 64.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// How long a connection may wait for a complete request head, idle between requests
+    /// included: past it the connection is closed and its slot freed. Default `"10s"`.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    /// Peers (addresses or CIDR ranges) whose forwarding header is believed for the client's
+    /// address. Default: none (the socket's peer address is the client).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write: `"x-forwarded-for"` (default) or `"forwarded"`
+    /// (RFC 7239). Only that one is read: the other passes through from the client.
+    #[serde(default)]
+    pub forwarded_header: crate::http::client_ip::ForwardedHeader,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            hash_workers: None,
+            hash_queue: None,
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            idle_timeout: default_idle_timeout(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
+        }
+    }
+}
+
+/// `[store]`: where users and tokens are kept. Needs a restart to change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    /// `"redb"`: one embedded file (the default).
+    #[serde(rename = "type", default = "default_store_type")]
+    pub ty: String,
+    /// With `redb`: path of the database file, created (mode 0600) if missing. Default
+    /// `authd.redb`.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            ty: default_store_type(),
+            path: default_store_path(),
+        }
+    }
+}
+
+/// `[tokens]`: how tokens are signed, and the lifetime of session tokens.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawTokens {
+    /// The `iss` claim written and required. Default `authd`.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// `HS256` (default), `HS384` or `HS512`. Tokens signed otherwise are refused.
+    #[serde(default = "default_algorithm")]
+    pub signing_algorithm: String,
+    /// Name of an environment variable holding the signing secret (at least 32 random bytes:
+    /// `openssl rand -base64 32`).
+    #[serde(default)]
+    pub signing_secret_env: Option<String>,
+    /// Path of a file holding the signing secret (at least 32 random bytes; one trailing
+    /// newline is ignored).
+    #[serde(default)]
+    pub signing_secret_file: Option<PathBuf>,
+    /// Lifetime of session tokens. Default `14d`.
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime: String,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            issuer: default_issuer(),
+            signing_algorithm: default_algorithm(),
+            signing_secret_env: None,
+            signing_secret_file: None,
+            token_lifetime: default_token_lifetime(),
+        }
+    }
+}
+
+/// `[admin]`: the operators' listener (`/admin/...`). Without the table there is none.
+/// `listen` needs a restart; the token is read again at each reload and SIGHUP.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawAdmin {
+    /// Address and port of the admin listener, e.g. `127.0.0.1:4001`.
+    pub listen: String,
+    /// Name of an environment variable holding the admin token (at least 32 random bytes),
+    /// sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Path of a file holding the admin token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `attributes.<name> = { ... }`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawAttribute {
+    /// `string`, `ci_string`, `integer` or `boolean`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// No two users of the resource may share the value (compared as the type says).
+    #[serde(default)]
+    pub unique: bool,
+    /// Registration fails without it.
+    #[serde(default)]
+    pub required: bool,
+    /// Longest value in characters, for string types.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:4000".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_ip() -> usize {
+    64
+}
+fn default_idle_timeout() -> String {
+    "10s".into()
+}
+fn default_store_type() -> String {
+    "redb".into()
+}
+fn default_store_path() -> PathBuf {
+    PathBuf::from("authd.redb")
+}
+fn default_issuer() -> String {
+    "authd".into()
+}
+fn default_algorithm() -> String {
+    "HS256".into()
+}
+fn default_token_lifetime() -> String {
+    "14d".into()
+}

@@ -1,0 +1,154 @@
+//! Routing of the public listener: `/healthz`, the resource's own routes
+//! (`/auth/<subject>/me`, `sign_out`, `sign_out_all`), and each strategy's phases
+//! (`/auth/<subject>/<strategy>[/<phase>[/<param>]]`). `HEAD` is answered as `GET` (hyper
+//! sends no body). Transfer and content codings authd does not decode are refused before any
+//! body is read.
+
+use std::net::SocketAddr;
+
+use authd_strategy_api::{Access, Method as PhaseMethod};
+use hyper::body::Body;
+use hyper::header;
+use hyper::{Method, Request};
+
+use super::BoxError;
+use super::error::{Failure, Reply};
+use super::handlers;
+use crate::registry::Registry;
+use crate::state::Shared;
+
+/// Answers one request. Generic over the body so that benchmarks and tests can call it
+/// without a socket.
+pub async fn handle<B>(shared: &Shared, peer: SocketAddr, req: Request<B>) -> Reply
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match route(shared, peer, req).await {
+        Ok(reply) => reply,
+        Err(failure) => failure.response(),
+    }
+}
+
+/// Refuses codings authd does not decode: only `chunked` transfer coding, and no content
+/// coding, are read (a `gzip` body would otherwise be taken as plain JSON).
+fn check_codings<B>(req: &Request<B>) -> Result<(), Failure> {
+    for value in req.headers().get_all(header::TRANSFER_ENCODING) {
+        let text = value
+            .to_str()
+            .map_err(|_| Failure::NotImplemented("this transfer coding"))?;
+        if text
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+        {
+            return Err(Failure::NotImplemented(
+                "a transfer coding other than chunked",
+            ));
+        }
+    }
+    for value in req.headers().get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("unknown");
+        if !text.trim().eq_ignore_ascii_case("identity") {
+            return Err(Failure::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+/// Checks `method` against what a route allows (`HEAD` wherever `GET` is).
+pub(super) fn allow(allowed: &[&str], method: &Method) -> Result<(), Failure> {
+    let ok =
+        allowed.contains(&method.as_str()) || (method == Method::HEAD && allowed.contains(&"GET"));
+    if ok {
+        Ok(())
+    } else {
+        let mut list: Vec<&str> = Vec::with_capacity(allowed.len() + 1);
+        for m in allowed {
+            list.push(m);
+            if *m == "GET" {
+                list.push("HEAD");
+            }
+        }
+        Err(Failure::MethodNotAllowed(list.join(", ")))
+    }
+}
+
+fn phase_method(method: &Method) -> Option<PhaseMethod> {
+    match *method {
+        Method::GET | Method::HEAD => Some(PhaseMethod::Get),
+        Method::POST => Some(PhaseMethod::Post),
+        Method::PATCH => Some(PhaseMethod::Patch),
+        Method::DELETE => Some(PhaseMethod::Delete),
+        _ => None,
+    }
+}
+
+async fn route<B>(shared: &Shared, peer: SocketAddr, req: Request<B>) -> Result<Reply, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    check_codings(&req)?;
+    let generation = shared.current.load_full();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["healthz"] => {
+            allow(&["GET"], req.method())?;
+            Ok(handlers::health(shared, &generation).await)
+        }
+        ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
+            allow(&["GET"], req.method())?;
+            handlers::me(&generation, subject, &req).await
+        }
+        ["auth", subject, "sign_out"] if generation.registry.has_subject(subject) => {
+            allow(&["POST"], req.method())?;
+            handlers::sign_out(&generation, subject, &req).await
+        }
+        ["auth", subject, "sign_out_all"] if generation.registry.has_subject(subject) => {
+            allow(&["POST"], req.method())?;
+            handlers::sign_out_all(&generation, subject, &req).await
+        }
+        ["auth", subject, strategy_name, rest @ ..] if rest.len() <= 2 => {
+            let strategy = generation
+                .registry
+                .strategy(subject, strategy_name)
+                .ok_or(Failure::NotFound)?;
+            let (phase_name, param) = match rest {
+                [] => ("", None),
+                [phase] => (*phase, None),
+                [phase, param] => (*phase, Some((*param).to_string())),
+                _ => return Err(Failure::NotFound),
+            };
+            let phase =
+                Registry::phase(strategy, phase_name, param.is_some()).ok_or(Failure::NotFound)?;
+            let methods: Vec<&str> = phase.methods.iter().map(|m| m.as_str()).collect();
+            allow(&methods, req.method())?;
+            let method = phase_method(req.method()).ok_or(Failure::NotFound)?;
+            let session = match phase.access {
+                Access::Public => None,
+                Access::Session => {
+                    Some(handlers::require_session(&generation, subject, &req).await?)
+                }
+            };
+            let client_ip = super::client_ip::client_ip(
+                peer.ip(),
+                req.headers(),
+                &generation.server.trusted_proxies,
+                generation.server.forwarded_header,
+            );
+            let params =
+                super::params::read_params(req, subject, generation.server.max_body_bytes).await?;
+            let request = authd_strategy_api::PhaseRequest {
+                method,
+                params,
+                client_ip: Some(client_ip),
+                param,
+                session,
+            };
+            let verdict = strategy.handle(phase.name, request).await?;
+            handlers::verdict(&generation, subject, strategy_name, verdict)
+        }
+        _ => Err(Failure::NotFound),
+    }
+}

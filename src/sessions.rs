@@ -1,0 +1,238 @@
+//! Sessions, as a domain: who a bearer credential is, what a successful sign-in is given (a
+//! session token, or first a second factor), signing out. The rules of `/me` and `/sign_out`
+//! live here; the HTTP layer only extracts the bearer and maps results to responses.
+//!
+//! A session token is accepted only when its signature and times are good, its purpose is
+//! `user`, its subject is the resource asked for, it has not been signed out, its user exists,
+//! and its session epoch is the user's (a reset or "sign out everywhere" bumps the epoch).
+
+use authd_strategy_api::{
+    Credential, Error, Grant, IssuedToken, Purpose, Rejection, Session, TokenError, TokenSpec,
+    Tokens, UpdateOutcome, UserRecord, UserUpdate, Verdict,
+};
+use serde_json::{Map, Value, json};
+
+use crate::state::Generation;
+
+/// Finds the caller of `subject` by a bearer credential: a session token, or a credential a
+/// strategy of the resource recognizes (an API key). `None` when it is not good.
+///
+/// # Errors
+/// When the machinery fails (the store is down), never for a bad credential.
+pub async fn authenticate(
+    generation: &Generation,
+    subject: &str,
+    bearer: &str,
+) -> Result<Option<Session>, Error> {
+    for (name, strategy) in generation.registry.strategies_of(subject) {
+        if strategy.recognizes_bearer(bearer) {
+            return Ok(strategy
+                .authenticate_bearer(bearer)
+                .await?
+                .map(|found| Session {
+                    user: found.user,
+                    credential: Credential::ApiKey {
+                        strategy: name.to_string(),
+                        key_id: found.key_id,
+                    },
+                }));
+        }
+    }
+    let claims = match generation.tokens.verify(bearer) {
+        Ok(claims) => claims,
+        Err(TokenError::Invalid) => return Ok(None),
+        Err(TokenError::Internal(e)) => return Err(e),
+    };
+    if claims.purpose != Purpose::SESSION {
+        return Ok(None);
+    }
+    let Some(id) = claims.user_id(subject) else {
+        return Ok(None);
+    };
+    let user = generation
+        .services
+        .store
+        .session_user(subject, id, &claims.jti)
+        .await?
+        .filter(|user| claims.sep.unwrap_or(0) == user.session_epoch);
+    Ok(user.map(|user| Session {
+        user,
+        credential: Credential::Token(claims),
+    }))
+}
+
+/// A session token for `user`.
+///
+/// # Errors
+/// When signing fails.
+pub fn issue(
+    generation: &Generation,
+    subject: &str,
+    user: &UserRecord,
+) -> Result<IssuedToken, Error> {
+    let tokens = &generation.tokens;
+    tokens.issue(TokenSpec {
+        subject,
+        user,
+        purpose: Purpose::SESSION,
+        lifetime: tokens.session_lifetime(),
+        act: None,
+        bnd: None,
+    })
+}
+
+/// What a sign-in ends in, once the daemon has applied its rules to a strategy's verdict.
+pub enum SignedIn {
+    /// The user and the token to hand over (none for an unconfirmed registration).
+    Token {
+        user: UserRecord,
+        token: Option<IssuedToken>,
+        created: bool,
+    },
+    /// A second factor is required: continue at `step` with `token`.
+    Continue { step: String, token: IssuedToken },
+}
+
+/// Applies the session rules to an `Authenticated` verdict of `strategy`: a session grant
+/// becomes a session token, unless a second factor of the resource continues after this
+/// strategy and the user has it on (then a short-lived token for that step, and no session).
+///
+/// # Errors
+/// When signing fails.
+pub fn sign_in(
+    generation: &Generation,
+    subject: &str,
+    strategy: &str,
+    user: UserRecord,
+    created: bool,
+    grant: Grant,
+) -> Result<SignedIn, Error> {
+    match grant {
+        Grant::None => Ok(SignedIn::Token {
+            user,
+            token: None,
+            created,
+        }),
+        Grant::Token(token) => Ok(SignedIn::Token {
+            user,
+            token: Some(token),
+            created,
+        }),
+        Grant::Session => {
+            for (step, other) in generation.registry.strategies_of(subject) {
+                let Some(factor) = other.second_factor() else {
+                    continue;
+                };
+                if step != strategy
+                    && factor.required_after().iter().any(|s| s == strategy)
+                    && factor.is_on(&user)
+                {
+                    return Ok(SignedIn::Continue {
+                        step: step.to_string(),
+                        token: factor.begin(&user, strategy)?,
+                    });
+                }
+            }
+            let token = issue(generation, subject, &user)?;
+            Ok(SignedIn::Token {
+                user,
+                token: Some(token),
+                created,
+            })
+        }
+    }
+}
+
+/// Signs a session token out: it is refused from now on. API keys are deleted, not signed out.
+///
+/// # Errors
+/// [`Rejection::InvalidToken`] for an API key; the store's failure.
+pub async fn sign_out(
+    generation: &Generation,
+    session: &Session,
+) -> Result<Result<(), Rejection>, Error> {
+    match &session.credential {
+        Credential::Token(claims) => {
+            generation
+                .services
+                .store
+                .kill(&claims.jti, claims.exp)
+                .await?;
+            Ok(Ok(()))
+        }
+        Credential::ApiKey { .. } => Ok(Err(Rejection::InvalidToken)),
+    }
+}
+
+/// Every token of the user dies: session, sign-in and reset tokens alike.
+///
+/// # Errors
+/// The store's failure.
+pub async fn sign_out_everywhere(
+    generation: &Generation,
+    subject: &str,
+    user: &UserRecord,
+) -> Result<(), Error> {
+    let update = UserUpdate {
+        bump_sessions: true,
+        ..UserUpdate::default()
+    };
+    match generation
+        .services
+        .store
+        .update(subject, user.id, update)
+        .await?
+    {
+        UpdateOutcome::Updated(_) | UpdateOutcome::NotFound => Ok(()),
+        other => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// The user as the API shows it: id, attributes, what each strategy adds (`totp`), and
+/// `confirmed_at` when the resource has confirmation.
+pub fn view(generation: &Generation, subject: &str, user: &UserRecord) -> Value {
+    let mut out = Map::with_capacity(user.attributes.len() + 2);
+    out.insert("id".into(), Value::String(user.id.to_string()));
+    for (k, v) in &user.attributes {
+        out.insert(k.clone(), v.clone());
+    }
+    if let Some(resource) = generation.registry.resource(subject)
+        && let Some(confirmation) = &resource.confirmation
+    {
+        let at = user
+            .meta
+            .get(authd_strategy_api::META_CONFIRMED_AT)
+            .and_then(Value::as_u64)
+            .map_or(Value::Null, |secs| json!(rfc3339(secs)));
+        out.insert(confirmation.confirmed_at_field.clone(), at);
+    }
+    for (_, strategy) in generation.registry.strategies_of(subject) {
+        strategy.describe_user(user, &mut out);
+    }
+    Value::Object(out)
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// The body of a sign-in answer.
+pub fn signed_in_body(generation: &Generation, subject: &str, signed_in: &SignedIn) -> Value {
+    match signed_in {
+        SignedIn::Token { user, token, .. } => {
+            let mut body = json!({ "user": view(generation, subject, user) });
+            if let Some(token) = token {
+                body["token"] = json!(token.token);
+            }
+            body
+        }
+        SignedIn::Continue { step, token } => json!({ "continue": step, "token": token.token }),
+    }
+}
+
+/// Whether a verdict is a sign-in (for the rules above).
+pub fn is_sign_in(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Authenticated { .. })
+}

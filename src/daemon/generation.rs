@@ -89,6 +89,7 @@ pub(super) async fn build(
         senders: core.senders.clone(),
         clock: core.clock.clone(),
         events: Arc::clone(core.events),
+        sealer: Arc::new(authd_strategy_api::ClearSealer),
     };
     Ok(Generation {
         registry: Registry::build(config, &services),

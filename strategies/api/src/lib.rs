@@ -24,27 +24,31 @@ pub use toml;
 
 mod clock;
 mod config;
+mod docs;
 mod events;
 mod message;
 mod pool;
 pub mod precis;
+mod sealer;
 mod strategy;
 pub mod throttle;
 mod tokens;
 
 pub use clock::Clock;
 pub use config::{Problem, Problems, TableReader, join_path, parse_duration, parse_lifetime};
+pub use docs::{Answer, FieldDoc, PhaseDoc};
 pub use events::{Event, Events, NoEvents, names as event_names};
 pub use message::{
     Delivery, DurationText, Message, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, Templates,
     WebhookSpec, kinds, placeholders, render_template,
 };
 pub use pool::{Busy, HashPool};
+pub use sealer::{ClearSealer, Sealer};
 pub use strategy::{
-    Access, AttributeSpec, AttributeType, BearerUser, ConfirmationSpec, Credential, Error,
-    FieldErrors, Grant, META_CONFIRMED_AT, META_RESETS, Method, Outcome, Params, PhaseRequest,
-    PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session, Strategy, StrategyFactory,
-    ValidatedStrategy, Verdict,
+    Access, AttributeSpec, AttributeType, BearerUser, ConfirmationSpec, Credential,
+    CredentialInput, Error, FieldErrors, Grant, META_CONFIRMED_AT, META_RESETS, Method, Outcome,
+    Params, PhaseRequest, PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session,
+    Strategy, StrategyFactory, ValidatedStrategy, Verdict,
 };
 pub use throttle::{Counted, Limit, RequestLimit, Reservation, Throttle, rate_key};
 pub use tokens::{Claims, Expect, IssuedToken, Purpose, TokenError, TokenSpec, Tokens, check};

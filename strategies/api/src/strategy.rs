@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    Claims, Clock, Events, HashPool, IssuedToken, Problems, Senders, Store, StoreError, Throttle,
-    Tokens, UniqueKey, UserRecord, precis,
+    Claims, Clock, Events, HashPool, IssuedToken, PhaseDoc, Problems, Sealer, Senders, Store,
+    StoreError, Throttle, Tokens, UniqueKey, UserRecord, UserUpdate, precis,
 };
 
 /// An HTTP method a phase answers to. (Named here so that this crate needs no HTTP library.)
@@ -452,6 +452,8 @@ pub struct Services {
     pub senders: Arc<dyn Senders>,
     pub clock: Clock,
     pub events: Arc<dyn Events>,
+    /// Seals secrets that must be read back (TOTP seeds).
+    pub sealer: Arc<dyn Sealer>,
 }
 
 impl Services {
@@ -478,6 +480,26 @@ pub trait StrategyFactory: Sync {
         resource: &ResourceSpec,
         table: toml::Table,
     ) -> Result<Box<dyn ValidatedStrategy>, Problems>;
+
+    /// The JSON Schema of this type's table (every key with its doc comment, type, default
+    /// and allowed values), for the config schema (`authd config-schema`). `Null` when the
+    /// type does not describe itself.
+    fn config_schema(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// A credential an operator hands in for a user (admin API, import).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialInput {
+    /// A password, to be hashed with the strategy's settings.
+    Password(String),
+    /// A hash made elsewhere, in a format the strategy accepts (`format` names it when it
+    /// cannot be detected).
+    Hashed {
+        format: Option<String>,
+        value: String,
+    },
 }
 
 /// A strategy whose configuration is known good, ready to be instantiated.
@@ -494,6 +516,11 @@ pub trait ValidatedStrategy: Send + Sync + fmt::Debug {
     /// The strategies of the same resource this one continues as a second factor
     /// (`required_after`), so that the config can check they exist.
     fn continues_after(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What each phase takes and answers, for the OpenAPI document.
+    fn docs(&self) -> Vec<PhaseDoc> {
         Vec::new()
     }
 
@@ -597,6 +624,30 @@ pub trait Strategy: Send + Sync {
 
     /// The strategy as a second factor, if it is one.
     fn second_factor(&self) -> Option<&dyn SecondFactor> {
+        None
+    }
+
+    /// The secrets to write for a credential an operator hands in (hashed with the strategy's
+    /// settings, or checked and kept as given). `Ok(Err(message))` when this strategy takes
+    /// no such credential or the input is refused (the message names what is wrong, never
+    /// the input).
+    ///
+    /// # Errors
+    /// When the machinery fails (the hashing queue is full is an `Ok(Err)`).
+    async fn credential_secrets(
+        &self,
+        input: &CredentialInput,
+    ) -> Result<Result<std::collections::BTreeMap<String, String>, String>, Error> {
+        let _ = input;
+        Ok(Err(
+            "this strategy takes no credential from an operator".into()
+        ))
+    }
+
+    /// The update that removes this strategy's credential of `user` (an operator turns a
+    /// second factor off), `None` when there is nothing to remove.
+    fn remove_credential(&self, user: &UserRecord) -> Option<UserUpdate> {
+        let _ = user;
         None
     }
 }

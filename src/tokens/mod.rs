@@ -27,9 +27,11 @@ const SIGNING_KEY: &str = "signing_key";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{key}: environment variable {var} is not set")]
-    EnvMissing { key: &'static str, var: String },
-    #[error("{key}: cannot read {path}: {source}")]
+    /// The variable is not named in the message: a secret pasted in place of its name must
+    /// not reach a log.
+    #[error("{key}: the environment variable it names is not set")]
+    EnvMissing { key: &'static str },
+    #[error("{key}: cannot read the file it names: {source}")]
     File {
         key: &'static str,
         path: std::path::PathBuf,
@@ -52,10 +54,7 @@ pub enum Error {
 pub fn read_secret(key: &'static str, source: &SecretSource) -> Result<Vec<u8>, Error> {
     let secret = match source {
         SecretSource::Env(var) => std::env::var(var)
-            .map_err(|_| Error::EnvMissing {
-                key,
-                var: var.clone(),
-            })?
+            .map_err(|_| Error::EnvMissing { key })?
             .into_bytes(),
         SecretSource::File(path) => read_secret_file(key, path)?,
         // Only signing keys are generated; the caller handles that case.

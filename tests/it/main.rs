@@ -8,6 +8,7 @@ mod abuse;
 mod cli;
 mod delivery;
 mod flows;
+mod hardening;
 mod http_errors;
 mod multi;
 mod reload;

@@ -336,3 +336,83 @@ async fn a_sigkill_loses_no_acknowledged_write() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A full disk: every write fails while it lasts, with `503 unavailable` and `Retry-After`
+/// (never a 500), health says so, and the store recovers by itself once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: mounts a small tmpfs (needs root); run by .ci/run"]
+async fn a_full_disk_is_a_503_and_the_store_recovers_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+    let mut s = TestServer::unstarted_at(tempfile::TempDir::new_in(dir.path()).unwrap());
+    util::write_admin_token(&s.db);
+    s.boot(
+        &util::user_resource(util::ARGON2, "request_limit = false"),
+        "",
+    )
+    .await;
+    s.register("ada@example.com", "correct horse").await;
+
+    // Fill the disk.
+    let filler = dir.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let (status, body) = s
+            .post(
+                "/auth/user/password/register",
+                json!({"email": format!("u{i}@example.com"), "password": "correct horse", "password_confirmation": "correct horse"}),
+            )
+            .await;
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        statuses.push(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        }
+    }
+    assert!(
+        statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "no write failed on a full disk: {statuses:?}"
+    );
+    let (status, _) = s.sign_in("ada@example.com", "correct horse").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (health, _) = s.get("/healthz", None).await;
+    assert_eq!(health, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Space returns: the same daemon serves again.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = s.sign_in("ada@example.com", "correct horse").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store did not recover: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.health().await["store"], "ok");
+    s.register("after@example.com", "correct horse").await;
+}

@@ -85,7 +85,11 @@ impl TestServer {
 
     /// A temporary folder for the database (and config file), nothing running yet.
     fn unstarted() -> TestServer {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        Self::unstarted_at(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")))
+    }
+
+    /// Nothing running yet, over `dir` (which may hold a database already).
+    pub fn unstarted_at(dir: tempfile::TempDir) -> TestServer {
         let db = dir.path().join("authd.redb");
         let admin_token = write_admin_token(&db);
         TestServer {

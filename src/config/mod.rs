@@ -53,6 +53,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub idle_timeout: Duration,
+    pub body_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub forwarded_header: crate::http::client_ip::ForwardedHeader,
 }
@@ -274,17 +275,22 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
             "must be between 1 and 1000000",
         );
     }
-    let idle_timeout = match authd_strategy_api::parse_duration(&raw.idle_timeout) {
-        Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(600) => d,
-        Ok(_) => {
-            problems.push("server.idle_timeout", "must be between 100ms and 10m");
-            Duration::from_secs(10)
-        }
-        Err(m) => {
-            problems.push("server.idle_timeout", m);
-            Duration::from_secs(10)
-        }
-    };
+    let timeout =
+        |key: &str, text: &str, problems: &mut Problems| match authd_strategy_api::parse_duration(
+            text,
+        ) {
+            Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(600) => d,
+            Ok(_) => {
+                problems.push(key, "must be between 100ms and 10m");
+                Duration::from_secs(10)
+            }
+            Err(m) => {
+                problems.push(key, m);
+                Duration::from_secs(10)
+            }
+        };
+    let idle_timeout = timeout("server.idle_timeout", &raw.idle_timeout, problems);
+    let body_timeout = timeout("server.body_timeout", &raw.body_timeout, problems);
     let mut trusted_proxies = Vec::new();
     for (i, entry) in raw.trusted_proxies.iter().enumerate() {
         let parsed = entry
@@ -306,6 +312,7 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
         max_connections: raw.max_connections,
         max_connections_per_ip: raw.max_connections_per_ip,
         idle_timeout,
+        body_timeout,
         trusted_proxies,
         forwarded_header: raw.forwarded_header,
     }

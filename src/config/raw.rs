@@ -34,6 +34,9 @@ pub(super) struct RawServer {
     /// included: past it the connection is closed and its slot freed. Default `"10s"`.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: String,
+    /// How long a client may take to send a request body (408 past it). Default `"10s"`.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
     /// Peers (addresses or CIDR ranges) whose forwarding header is believed for the client's
     /// address. Default: none (the socket's peer address is the client).
     #[serde(default)]
@@ -54,6 +57,7 @@ impl Default for RawServer {
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             idle_timeout: default_idle_timeout(),
+            body_timeout: default_body_timeout(),
             trusted_proxies: Vec::new(),
             forwarded_header: Default::default(),
         }
@@ -161,6 +165,9 @@ fn default_max_connections_per_ip() -> usize {
     64
 }
 fn default_idle_timeout() -> String {
+    "10s".into()
+}
+fn default_body_timeout() -> String {
     "10s".into()
 }
 fn default_store_type() -> String {

@@ -43,8 +43,6 @@ pub use router::handle;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How long a client may take to send its request body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) read; larger ones are refused by hyper.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long in-flight requests get to finish at shutdown.
@@ -167,7 +165,10 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let idle_timeout = shared.current.load().server.idle_timeout;
+        let (idle_timeout, body_timeout) = {
+            let current = shared.current.load();
+            (current.server.idle_timeout, current.server.body_timeout)
+        };
         let conn_shared = Arc::clone(&shared);
         let service = ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(PanicTo500))
@@ -179,7 +180,7 @@ pub async fn serve(
                 HeaderName::from_static("x-content-type-options"),
                 HeaderValue::from_static("nosniff"),
             ))
-            .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+            .layer(RequestBodyTimeoutLayer::new(body_timeout))
             .service_fn(move |req| {
                 let shared = Arc::clone(&conn_shared);
                 async move {

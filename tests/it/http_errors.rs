@@ -180,6 +180,7 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
         "hash_workers = 1\nhash_queue = 1",
     )
     .await;
+    let before = s.status().await["hash_pool"]["completed"].as_u64().unwrap();
     let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
     for i in 0..12 {
@@ -212,5 +213,84 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
         }
     }
     assert!(busy > 0, "nothing was refused: {failed} hashed");
-    assert!(failed >= 1, "at least the running job completes");
+    assert_eq!(busy + failed, 12);
+    // Every answer that was not refused cost exactly one verification; refusals cost none.
+    let hashed = s.status().await["hash_pool"]["completed"].as_u64().unwrap() - before;
+    assert_eq!(
+        hashed, failed,
+        "{busy} refused, {failed} verified, {hashed} hashes"
+    );
+}
+
+/// Sends `head` and part of a body on a raw connection; returns what the server answered.
+async fn raw_exchange(base: &str, request: Vec<u8>, then_wait: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(&request).unwrap();
+        std::thread::sleep(then_wait);
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_not_received_in_time_is_a_408() {
+    let s =
+        TestServer::start_with(&util::user_resource(ARGON2, ""), "body_timeout = \"300ms\"").await;
+    let request = b"POST /auth/user/password/sign_in HTTP/1.1\r\nhost: x\r\n\
+        content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"email\":"
+        .to_vec();
+    let answer = raw_exchange(&s.base, request, std::time::Duration::from_millis(50)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_a_413() {
+    let s = TestServer::start_with(&util::user_resource(ARGON2, ""), "max_body_bytes = 1024").await;
+    // Chunked, no Content-Length: the limit is found while reading.
+    let mut request = b"POST /auth/user/password/sign_in HTTP/1.1\r\nhost: x\r\n\
+        content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        .to_vec();
+    for _ in 0..4 {
+        request.extend_from_slice(b"200\r\n");
+        request.extend_from_slice(&[b' '; 0x200]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw_exchange(&s.base, request, std::time::Duration::ZERO).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+}
+
+#[tokio::test]
+async fn an_unreadable_stored_record_is_a_500_with_the_envelope_and_nothing_leaks() {
+    let mut s = TestServer::start(&util::user_resource(ARGON2, "")).await;
+    let token = s.register("ada@example.com", "correct horse").await;
+    let id: uuid::Uuid = util::claims_of(&token)["sub"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("user?id=")
+        .parse()
+        .unwrap();
+    s.stop().await;
+    authd_store_redb::testing::put_raw_user(&s.db, "user", id, b"{not json").unwrap();
+    s.boot(&util::user_resource(ARGON2, ""), "").await;
+    let (status, body) = s.get("/auth/user/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(error_code(&body), "internal");
+    assert_eq!(
+        body["error"]["message"], "Internal error",
+        "the cause is for the log only"
+    );
+    // The daemon goes on serving.
+    assert_eq!(s.health().await["status"], "ok");
 }

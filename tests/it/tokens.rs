@@ -66,11 +66,32 @@ async fn sign_in_tokens_are_short_lived_single_use_and_no_session() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    // ...and where a reset token is expected (no resettable here: the route does not exist).
-    let (status, _) = s
-        .post("/auth/user/password/reset", json!({"token": session}))
+}
+
+#[tokio::test]
+async fn a_session_token_is_refused_where_a_reset_token_is_expected() {
+    let s = TestServer::start(&util::user_resource(
+        ARGON2,
+        "[resources.user.strategies.password.resettable]\nsender = { type = \"log\" }",
+    ))
+    .await;
+    let session = s.register("ada@example.com", "correct horse").await;
+    let (status, body) = s
+        .post(
+            "/auth/user/password/reset",
+            json!({"reset_token": session, "password": "new horse!", "password_confirmation": "new horse!"}),
+        )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_token"),
+        "{body}"
+    );
+    // The password did not change.
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -479,6 +479,32 @@ impl Maintenance for RedbStore {
     }
 }
 
+/// Test helpers (feature `testing`): write records as they are, to test how the daemon
+/// answers damaged ones.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::path::Path;
+
+    /// Writes `bytes` as the stored form of user `id` of `subject` (no daemon may hold the
+    /// file).
+    ///
+    /// # Errors
+    /// When the file cannot be opened or written.
+    pub fn put_raw_user(
+        path: &Path,
+        subject: &str,
+        id: uuid::Uuid,
+        bytes: &[u8],
+    ) -> Result<(), redb::Error> {
+        let db = redb::Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(crate::tables::USERS)?
+            .insert((subject, id.as_u128()), bytes)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

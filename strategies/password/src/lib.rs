@@ -18,6 +18,10 @@ mod reset;
 mod rules;
 mod sign_in;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -20,6 +20,10 @@ pub mod file;
 mod raw;
 mod restart;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
+
 pub use diff::{Applies, Change, changes};
 pub use restart::{RESTART_ONLY, refused_changes};
 

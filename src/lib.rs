@@ -6,6 +6,7 @@
 //! messages through the store's outbox, `store` opens the configured backend. `state` is what
 //! a request reads. `cli` is the binary's front end. See ARCHITECTURE.md.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -11,7 +11,7 @@ use authd_strategy_api::{
     PhaseSpec, Problems, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
 };
 
-use crate::config::Config;
+use crate::config::{Config, ConfirmationConfig};
 
 /// Every strategy type authd knows, by its `type` name.
 pub const FACTORIES: &[&dyn StrategyFactory] = &[&authd_password::Factory];
@@ -72,9 +72,27 @@ pub fn routes(config: &Config) -> Vec<Route> {
             path: format!("/auth/{subject}/me"),
         });
         out.push(Route {
+            methods: vec!["PATCH", "DELETE"],
+            path: format!("/auth/{subject}/me"),
+        });
+        out.push(Route {
             methods: vec!["POST"],
             path: format!("/auth/{subject}/sign_out"),
         });
+        out.push(Route {
+            methods: vec!["POST"],
+            path: format!("/auth/{subject}/sign_out_all"),
+        });
+        if resource.confirmation.is_some() {
+            out.push(Route {
+                methods: vec!["GET", "POST"],
+                path: format!("/auth/{subject}/confirm"),
+            });
+            out.push(Route {
+                methods: vec!["POST"],
+                path: format!("/auth/{subject}/confirm/resend"),
+            });
+        }
         for strategy in &resource.strategies {
             for phase in strategy.validated.phases() {
                 out.push(Route {
@@ -91,6 +109,15 @@ pub fn routes(config: &Config) -> Vec<Route> {
 pub struct Registry {
     resources: BTreeMap<String, ResourceSpec>,
     strategies: BTreeMap<(String, String), Arc<dyn Strategy>>,
+    confirmations: BTreeMap<String, Arc<LiveConfirmation>>,
+}
+
+/// A resource's confirmation settings with their live sender.
+pub struct LiveConfirmation {
+    pub config: ConfirmationConfig,
+    pub sender: Arc<dyn authd_strategy_api::Sender>,
+    /// Bounds the confirmation messages being looked up and sent at once.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Registry {
@@ -98,8 +125,19 @@ impl Registry {
     pub fn build(config: &Config, services: &Services) -> Registry {
         let mut resources = BTreeMap::new();
         let mut strategies = BTreeMap::new();
+        let mut confirmations = BTreeMap::new();
         for resource in &config.resources {
             let subject = resource.spec.name.clone();
+            if let Some(c) = &resource.confirmation {
+                confirmations.insert(
+                    subject.clone(),
+                    Arc::new(LiveConfirmation {
+                        config: c.clone(),
+                        sender: services.senders.build(&c.sender),
+                        in_flight: Arc::new(tokio::sync::Semaphore::new(256)),
+                    }),
+                );
+            }
             for s in &resource.strategies {
                 let live = s.validated.instantiate(&subject, &s.name, services);
                 strategies.insert((subject.clone(), s.name.clone()), live);
@@ -109,6 +147,7 @@ impl Registry {
         Registry {
             resources,
             strategies,
+            confirmations,
         }
     }
 
@@ -124,6 +163,11 @@ impl Registry {
     /// The resource `subject`, as the strategies see it.
     pub fn resource(&self, subject: &str) -> Option<&ResourceSpec> {
         self.resources.get(subject)
+    }
+
+    /// The confirmation of `subject`, when it has one.
+    pub fn confirmation(&self, subject: &str) -> Option<&Arc<LiveConfirmation>> {
+        self.confirmations.get(subject)
     }
 
     /// The resources, by subject.

@@ -27,7 +27,7 @@ mod tests;
 pub use diff::{Applies, Change, changes};
 pub use restart::{RESTART_ONLY, refused_changes};
 
-use raw::{RawAdmin, RawAttribute, RawServer, RawStore, RawTokens};
+use raw::{RawAdmin, RawAttribute, RawConfirmation, RawServer, RawStore, RawTokens};
 
 /// The only file format version so far.
 pub const VERSION: i64 = 1;
@@ -116,6 +116,19 @@ pub struct TokensConfig {
 pub struct Resource {
     pub spec: ResourceSpec,
     pub strategies: Vec<StrategyConfig>,
+    pub confirmation: Option<ConfirmationConfig>,
+}
+
+/// `[resources.<name>.confirmation]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmationConfig {
+    pub confirm_on_create: bool,
+    pub confirm_on_update: bool,
+    pub inhibit_updates: bool,
+    pub require_interaction: bool,
+    pub token_lifetime: Duration,
+    pub sender: authd_strategy_api::SenderSpec,
+    pub request_limit: Option<authd_strategy_api::RequestLimit>,
 }
 
 /// One validated strategy of a resource.
@@ -433,10 +446,10 @@ fn check_resource(
         return None;
     };
     for key in table.keys() {
-        if key != "attributes" && key != "strategies" {
+        if !["attributes", "strategies", "confirmation"].contains(&key.as_str()) {
             problems.push(
                 format!("{path}.{key}"),
-                "unknown key (expected attributes, strategies)",
+                "unknown key (expected attributes, strategies, confirmation)",
             );
         }
     }
@@ -465,10 +478,18 @@ fn check_resource(
             }
         }
     }
-    let spec = ResourceSpec {
+    let mut spec = ResourceSpec {
         name: name.to_string(),
         attributes,
         confirmation: None,
+    };
+    let confirmation = match table.remove("confirmation") {
+        None => None,
+        Some(value) => {
+            let at = format!("{path}.confirmation");
+            TableReader::read::<RawConfirmation>(&at, value, problems)
+                .and_then(|raw| check_confirmation(&at, raw, &mut spec, problems))
+        }
     };
 
     let mut strategies = Vec::new();
@@ -542,7 +563,87 @@ fn check_resource(
         }
     }
 
-    Some(Resource { spec, strategies })
+    Some(Resource {
+        spec,
+        strategies,
+        confirmation,
+    })
+}
+
+fn check_confirmation(
+    at: &str,
+    raw: RawConfirmation,
+    spec: &mut ResourceSpec,
+    problems: &mut Problems,
+) -> Option<ConfirmationConfig> {
+    let key = |k: &str| format!("{at}.{k}");
+    if raw.monitor_fields.is_empty() {
+        problems.push(key("monitor_fields"), "must name at least one attribute");
+    }
+    for (i, field) in raw.monitor_fields.iter().enumerate() {
+        match spec.attribute(field) {
+            Some(a) if matches!(a.ty, AttributeType::String | AttributeType::CiString) => {}
+            Some(_) => problems.push(
+                format!("{at}.monitor_fields[{i}]"),
+                "must be a string or ci_string attribute",
+            ),
+            None => problems.push(
+                format!("{at}.monitor_fields[{i}]"),
+                format!("is not an attribute of resource `{}`", spec.name),
+            ),
+        }
+    }
+    if !raw
+        .monitor_fields
+        .iter()
+        .any(|f| spec.attribute(f).is_some_and(|a| a.unique))
+    {
+        problems.push(
+            key("monitor_fields"),
+            "at least one monitored field must be a unique attribute (confirm/resend looks users up by it)",
+        );
+    }
+    if !is_field_name(&raw.confirmed_at_field)
+        || raw.confirmed_at_field == "id"
+        || spec.attribute(&raw.confirmed_at_field).is_some()
+    {
+        problems.push(
+            key("confirmed_at_field"),
+            "must be a field name that is neither `id` nor a declared attribute",
+        );
+    }
+    let token_lifetime = parse_lifetime(&raw.token_lifetime).unwrap_or_else(|m| {
+        problems.push(key("token_lifetime"), m);
+        Duration::ZERO
+    });
+    let sender =
+        TableReader::read::<authd_strategy_api::SenderSpec>(&key("sender"), raw.sender, problems)?;
+    spec.confirmation = Some(authd_strategy_api::ConfirmationSpec {
+        monitor_fields: raw.monitor_fields,
+        confirmed_at_field: raw.confirmed_at_field,
+    });
+    if let Err(p) = sender.validate(
+        &key("sender"),
+        spec,
+        &[authd_strategy_api::kinds::CONFIRMATION],
+    ) {
+        problems.extend(p);
+    }
+    let request_limit = authd_strategy_api::RequestLimit::read(
+        &key("request_limit"),
+        raw.request_limit,
+        authd_strategy_api::RequestLimit::DEFAULT,
+        problems,
+    );
+    Some(ConfirmationConfig {
+        confirm_on_create: raw.confirm_on_create,
+        confirm_on_update: raw.confirm_on_update,
+        inhibit_updates: raw.inhibit_updates,
+        require_interaction: raw.require_interaction,
+        token_lifetime,
+        sender,
+        request_limit,
+    })
 }
 
 fn check_attribute(

@@ -135,6 +135,50 @@ pub(super) struct RawAdmin {
     pub token_file: Option<PathBuf>,
 }
 
+/// `[resources.<name>.confirmation]`: users confirm an address (AshAuthentication's
+/// confirmation add-on).
+#[derive(Debug, Deserialize)]
+pub(super) struct RawConfirmation {
+    /// The attributes whose value must be confirmed (e.g. `["email"]`).
+    pub monitor_fields: Vec<String>,
+    /// Send a confirmation when a user is created. Default true.
+    #[serde(default = "yes")]
+    pub confirm_on_create: bool,
+    /// Send a confirmation when a monitored field changes. Default true.
+    #[serde(default = "yes")]
+    pub confirm_on_update: bool,
+    /// Keep a change of a monitored field pending until it is confirmed (the old value stays
+    /// in force meanwhile). Default true.
+    #[serde(default = "yes")]
+    pub inhibit_updates: bool,
+    /// A GET of a confirmation link changes nothing; a POST confirms (link scanners). Default
+    /// true.
+    #[serde(default = "yes")]
+    pub require_interaction: bool,
+    /// The name under which the user object shows when the user confirmed. Default
+    /// `confirmed_at`.
+    #[serde(default = "default_confirmed_at")]
+    pub confirmed_at_field: String,
+    /// How long a confirmation token works. Default `"3d"`.
+    #[serde(default = "default_confirmation_lifetime")]
+    pub token_lifetime: String,
+    /// How confirmations reach the user (`log`, `webhook`, `smtp` with `confirm_url`).
+    pub sender: toml::Value,
+    /// Limits on `confirm/resend` per address and identity (`false` to turn off).
+    #[serde(default)]
+    pub request_limit: Option<toml::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_confirmed_at() -> String {
+    "confirmed_at".into()
+}
+fn default_confirmation_lifetime() -> String {
+    "3d".into()
+}
+
 /// `attributes.<name> = { ... }`.
 #[derive(Debug, Deserialize)]
 pub(super) struct RawAttribute {

@@ -2,12 +2,19 @@
 //! `sign_out`, `sign_out_all`) and the rendering of strategy verdicts. The rules are the
 //! domain's ([`crate::sessions`]); this module extracts and renders.
 
-use authd_strategy_api::{Rejection, Session, Verdict};
-use hyper::header;
-use hyper::{Request, StatusCode};
-use serde_json::json;
+use std::net::IpAddr;
+use std::sync::Arc;
 
+use authd_strategy_api::{Rejection, Session, Verdict};
+use hyper::body::Body;
+use hyper::header;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use super::BoxError;
 use super::error::{Failure, Reply, json_response, no_content};
+use super::params::read_params;
+use crate::accounts;
 use crate::sessions::{self, SignedIn};
 use crate::state::{Generation, Shared};
 
@@ -97,8 +104,101 @@ pub(super) async fn sign_out_all<B>(
     Ok(no_content())
 }
 
-/// Renders a strategy's verdict, applying the session rules to sign-ins.
-pub(super) fn verdict(
+pub(super) async fn update_me<B>(
+    generation: &Generation,
+    subject: &str,
+    req: Request<B>,
+) -> Result<Reply, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let session = require_session(generation, subject, &req).await?;
+    let params = read_params(req, subject, generation.server.max_body_bytes).await?;
+    let user = accounts::update(generation, subject, &session, &params).await??;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "user": sessions::view(generation, subject, &user) }),
+    ))
+}
+
+pub(super) async fn delete_me<B>(
+    generation: &Generation,
+    subject: &str,
+    req: Request<B>,
+) -> Result<Reply, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let session = require_session(generation, subject, &req).await?;
+    let params = read_params(req, subject, generation.server.max_body_bytes).await?;
+    accounts::delete(generation, subject, &session, &params).await??;
+    Ok(no_content())
+}
+
+/// `GET|POST /auth/<subject>/confirm`: with `require_interaction`, a GET changes nothing and
+/// says a POST is needed (whatever the token: it tells nothing about it).
+pub(super) async fn confirm<B>(
+    generation: &Generation,
+    subject: &str,
+    req: Request<B>,
+) -> Result<Reply, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let interaction = generation
+        .registry
+        .confirmation(subject)
+        .is_some_and(|c| c.config.require_interaction);
+    let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let params = read_params(req, subject, generation.server.max_body_bytes).await?;
+    if is_get && interaction {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "confirmation_required",
+                "message": format!("POST the token as `confirm` to /auth/{subject}/confirm to confirm"),
+            }),
+        ));
+    }
+    let token = match params.get("confirm").or_else(|| params.get("token")) {
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        _ => {
+            return Err(Failure::Rejected(Rejection::Invalid(
+                authd_strategy_api::FieldErrors::one("confirm", "is required"),
+            )));
+        }
+    };
+    let user = accounts::confirm(generation, subject, &token).await??;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "user": sessions::view(generation, subject, &user) }),
+    ))
+}
+
+pub(super) async fn resend<B>(
+    generation: &Arc<Generation>,
+    subject: &str,
+    client_ip: IpAddr,
+    req: Request<B>,
+) -> Result<Reply, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let params = read_params(req, subject, generation.server.max_body_bytes).await?;
+    accounts::resend(generation, subject, &params, client_ip).await??;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "status": "accepted" }),
+    ))
+}
+
+/// Renders a strategy's verdict, applying the session rules to sign-ins (and sending the
+/// confirmation of a new user).
+pub(super) async fn verdict(
     generation: &Generation,
     subject: &str,
     strategy: &str,
@@ -110,6 +210,9 @@ pub(super) fn verdict(
             created,
             grant,
         } => {
+            if created {
+                accounts::after_create(generation, subject, &user).await?;
+            }
             let signed_in = sessions::sign_in(generation, subject, strategy, user, created, grant)?;
             let status = match &signed_in {
                 SignedIn::Token { created: true, .. } => StatusCode::CREATED,

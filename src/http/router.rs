@@ -98,8 +98,28 @@ where
             Ok(handlers::health(shared, &generation).await)
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
-            allow(&["GET"], req.method())?;
-            handlers::me(&generation, subject, &req).await
+            allow(&["GET", "PATCH", "DELETE"], req.method())?;
+            match *req.method() {
+                Method::PATCH => handlers::update_me(&generation, subject, req).await,
+                Method::DELETE => handlers::delete_me(&generation, subject, req).await,
+                _ => handlers::me(&generation, subject, &req).await,
+            }
+        }
+        ["auth", subject, "confirm"] if generation.registry.confirmation(subject).is_some() => {
+            allow(&["GET", "POST"], req.method())?;
+            handlers::confirm(&generation, subject, req).await
+        }
+        ["auth", subject, "confirm", "resend"]
+            if generation.registry.confirmation(subject).is_some() =>
+        {
+            allow(&["POST"], req.method())?;
+            let client_ip = super::client_ip::client_ip(
+                peer.ip(),
+                req.headers(),
+                &generation.server.trusted_proxies,
+                generation.server.forwarded_header,
+            );
+            handlers::resend(&generation, subject, client_ip, req).await
         }
         ["auth", subject, "sign_out"] if generation.registry.has_subject(subject) => {
             allow(&["POST"], req.method())?;
@@ -147,7 +167,7 @@ where
                 session,
             };
             let verdict = strategy.handle(phase.name, request).await?;
-            handlers::verdict(&generation, subject, strategy_name, verdict)
+            handlers::verdict(&generation, subject, strategy_name, verdict).await
         }
         _ => Err(Failure::NotFound),
     }

@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abuse;
+mod accounts;
 mod cli;
 mod delivery;
 mod flows;
 mod hardening;
 mod http_errors;
+mod mail;
 mod multi;
 mod reload;
 mod restart;

@@ -87,6 +87,40 @@ async fn sign_in_costs_the_same_whether_the_identity_exists_or_not() {
     assert_within("sign_in", &medians, 0.10);
 }
 
+/// Times `path` for each of `identities` (interleaved), leaving 60 ms after each request for
+/// the background work it starts 20 to 50 ms after answering; returns the medians.
+async fn answer_medians(
+    s: &TestServer,
+    path: &str,
+    field: &str,
+    identities: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, Duration)> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); identities.len()];
+    for round in 0..170 {
+        for k in 0..identities.len() {
+            let i = (round + k) % identities.len();
+            let start = Instant::now();
+            let (status, _) = s.post(path, json!({ field: identities[i].1 })).await;
+            let took = start.elapsed();
+            assert_eq!(status, StatusCode::ACCEPTED);
+            if round >= 20 {
+                samples[i].push(took);
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    }
+    identities
+        .iter()
+        .zip(samples)
+        .map(|(c, s)| (c.0, median(s)))
+        .collect()
+}
+
+const KNOWN_AND_UNKNOWN: &[(&str, &str)] = &[
+    ("existing", "ada@example.com"),
+    ("unknown", "nobody@example.com"),
+];
+
 /// reset_request answers before any look-up: the same whether or not the identity exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: timing; run by .ci/run"]
@@ -97,38 +131,29 @@ async fn reset_request_costs_the_same_whether_the_identity_exists_or_not() {
     ))
     .await;
     s.register("ada@example.com", "correct horse").await;
-    let cases = [
-        ("existing", "ada@example.com"),
-        ("unknown", "nobody@example.com"),
-    ];
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 2];
-    for round in 0..170 {
-        for k in 0..2 {
-            let i = (round + k) % 2;
-            let start = Instant::now();
-            let (status, _) = s
-                .post(
-                    "/auth/user/password/reset_request",
-                    json!({"email": cases[i].1}),
-                )
-                .await;
-            let took = start.elapsed();
-            assert_eq!(status, StatusCode::ACCEPTED);
-            if round >= 20 {
-                samples[i].push(took);
-            }
-            // Let the background work of this request (it starts 20 to 50 ms after the
-            // answer) finish before the next one, so that it does not land on the next
-            // measurement.
-            tokio::time::sleep(Duration::from_millis(60)).await;
-        }
-    }
-    let medians: Vec<(&str, Duration)> = cases
-        .iter()
-        .zip(samples)
-        .map(|(c, s)| (c.0, median(s)))
-        .collect();
+    let medians = answer_medians(
+        &s,
+        "/auth/user/password/reset_request",
+        "email",
+        KNOWN_AND_UNKNOWN,
+    )
+    .await;
     assert_within("reset_request", &medians, 0.10);
+}
+
+/// confirm/resend answers before any look-up too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: timing; run by .ci/run"]
+async fn confirm_resend_costs_the_same_whether_the_identity_exists_or_not() {
+    let s = TestServer::start(
+        &(util::user_resource(util::ARGON2, "")
+            + "[resources.user.confirmation]\nmonitor_fields = [\"email\"]\nrequest_limit = false\n\
+           sender = { type = \"log\" }\n"),
+    )
+    .await;
+    s.register("ada@example.com", "correct horse").await;
+    let medians = answer_medians(&s, "/auth/user/confirm/resend", "email", KNOWN_AND_UNKNOWN).await;
+    assert_within("confirm/resend", &medians, 0.10);
 }
 
 /// SIGKILL in the middle of registrations and resets, a restart on the same file: every

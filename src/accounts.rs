@@ -44,11 +44,28 @@ pub async fn update(
     session: &Session,
     params: &Params,
 ) -> Result<Result<UserRecord, Rejection>, Error> {
+    update_user(generation, subject, &session.user, params, false).await
+}
+
+/// Changes `user`'s attributes as [`update`] does; an operator's change (`by_operator`)
+/// applies at once, monitored fields included, and sends no confirmation.
+///
+/// # Errors
+/// When the machinery fails.
+pub async fn update_user(
+    generation: &Generation,
+    subject: &str,
+    user: &UserRecord,
+    params: &Params,
+    by_operator: bool,
+) -> Result<Result<UserRecord, Rejection>, Error> {
     let Some(resource) = generation.registry.resource(subject) else {
         return Ok(Err(Rejection::NotFound));
     };
-    let confirmation = generation.registry.confirmation(subject);
-    let user = &session.user;
+    let confirmation = generation
+        .registry
+        .confirmation(subject)
+        .filter(|_| !by_operator);
     let mut errors = FieldErrors::default();
     let mut update = UserUpdate {
         expect_epoch: Some(user.session_epoch),

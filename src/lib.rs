@@ -7,6 +7,7 @@
 //! a request reads. `cli` is the binary's front end. See ARCHITECTURE.md.
 
 pub mod accounts;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -4,6 +4,7 @@
 pub mod bench;
 mod check;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Work on the store of a config, with no daemon running on it.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Operate on users: import, export, list, show, delete, unlock.
+    Users(users::UsersArgs),
     /// Time each password hash setting (or calibrate one to a target) on this machine.
     BenchHash(bench::BenchHashArgs),
 }
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::BenchHash(args) => bench::bench_hash_main(&args),
         Command::Store(StoreCommand::Check { config }) => store_check(&config),
+        Command::Users(args) => users::main(args),
         Command::Serve { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

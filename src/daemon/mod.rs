@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::delivery::{self, DaemonSenders};
 use crate::http::{self, ConnectionLimits, Surface};
-use crate::state::{Shared, Status};
+use crate::state::{Generation, Shared, Status};
 
 pub use generation::{BuildError, file_hash};
 pub use reload::{DEBOUNCE, Trigger};
@@ -193,6 +193,35 @@ impl Daemon {
             tasks,
             watcher: None,
         })
+    }
+
+    /// The config's store and generation without serving anything (the command line works on
+    /// a store no daemon holds). Messages it sends wait in the outbox for a daemon.
+    ///
+    /// # Errors
+    /// As [`Daemon::start`], except binding.
+    pub async fn offline(config: &Config, text: &str) -> Result<Arc<Generation>, StartError> {
+        let clock = Clock::system();
+        let (store, warnings) = crate::store::open(&config.store).await?;
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        let events: Arc<dyn Events> = Arc::new(NoEvents);
+        let senders = Arc::new(DaemonSenders::new(
+            store.clone(),
+            delivery::Limits::default(),
+            clock.clone(),
+        ));
+        maintenance::migrate_unique_index(config, store.as_ref()).await?;
+        let parts = generation::Parts {
+            store: &store,
+            clock: &clock,
+            senders: &senders,
+            events: &events,
+        };
+        Ok(Arc::new(
+            generation::build(&parts, config, text, 1, None).await?,
+        ))
     }
 
     /// The address actually bound (useful with port 0).

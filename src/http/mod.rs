@@ -115,13 +115,15 @@ impl Drop for AddressSlot {
 struct PanicTo500;
 
 impl ResponseForPanic for PanicTo500 {
-    type ResponseBody = http_body_util::Full<bytes::Bytes>;
+    type ResponseBody = admin::AdminBody;
 
     fn response_for_panic(
         &mut self,
         _: Box<dyn std::any::Any + Send + 'static>,
     ) -> hyper::Response<Self::ResponseBody> {
-        error::Failure::Internal("a request handler panicked".into()).response()
+        error::Failure::Internal("a request handler panicked".into())
+            .response()
+            .map(http_body_util::Either::Left)
     }
 }
 
@@ -185,7 +187,9 @@ pub async fn serve(
                 let shared = Arc::clone(&conn_shared);
                 async move {
                     let reply = match surface {
-                        Surface::Public => handle(&shared, peer, req).await,
+                        Surface::Public => handle(&shared, peer, req)
+                            .await
+                            .map(http_body_util::Either::Left),
                         Surface::Admin => admin::handle(&shared, peer, req).await,
                     };
                     Ok::<_, Infallible>(reply)

@@ -164,7 +164,7 @@ async fn unknown_routes_and_wrong_methods() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         headers.get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET, HEAD")
+        Some("GET, HEAD, PATCH, DELETE")
     );
 
     let body = s.health().await;

@@ -6,6 +6,7 @@
 
 mod abuse;
 mod accounts;
+mod admin;
 mod cli;
 mod delivery;
 mod flows;

@@ -40,6 +40,27 @@ pub async fn run_all(make: MakeStore<'_>) {
     meta_put_if_absent_and_swap(make().await).await;
     purge_removes_only_what_expired(make().await).await;
     backup_pages_and_puts(make().await, make().await).await;
+    batch_inserts_refuse_items_not_the_batch(make().await).await;
+}
+
+/// A batch keeps going past a refused user, and refuses values taken within the batch too.
+pub async fn batch_inserts_refuse_items_not_the_batch(store: Arc<dyn Store>) {
+    insert(&store, "user", "taken@x").await;
+    let batch = vec![user("a@x"), user("taken@x"), user("b@x"), user("A@x")];
+    let out = store.insert_batch("user", batch).await.unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    assert_eq!(out[1], Err(InsertError::Taken("email".into())));
+    assert_eq!(out[3], Err(InsertError::Taken("email".into())));
+    let mut after = None;
+    let mut n = 0;
+    loop {
+        let page = store.users_page("user", after, 10).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        n += page.len();
+    }
+    assert_eq!(n, 3);
 }
 
 fn user(email: &str) -> NewUser {

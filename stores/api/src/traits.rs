@@ -43,6 +43,24 @@ pub trait UserStore: Send + Sync {
         user: NewUser,
     ) -> Result<std::result::Result<UserRecord, InsertError>>;
 
+    /// Inserts many users (an import), each atomically with its unique values; one refused
+    /// user does not stop the others. Backends may do it in fewer durable writes than one per
+    /// user; the default inserts them one by one.
+    ///
+    /// # Errors
+    /// When the store fails (the users before the failure may be inserted).
+    async fn insert_batch(
+        &self,
+        subject: &str,
+        users: Vec<NewUser>,
+    ) -> Result<Vec<std::result::Result<UserRecord, InsertError>>> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.insert(subject, user).await?);
+        }
+        Ok(out)
+    }
+
     /// Applies `update` in one transaction, or nothing of it.
     ///
     /// # Errors

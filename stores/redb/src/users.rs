@@ -163,6 +163,70 @@ impl UserStore for RedbStore {
         .await
     }
 
+    async fn insert_batch(
+        &self,
+        subject: &str,
+        users: Vec<NewUser>,
+    ) -> Result<Vec<Result<UserRecord, InsertError>>, StoreError> {
+        let subject = subject.to_string();
+        self.write(move |db| {
+            // One durable commit for the whole batch; a refused user is undone alone by
+            // checking everything before writing it.
+            let tx = db.begin_write()?;
+            let mut out = Vec::with_capacity(users.len());
+            {
+                let mut table = tx.open_table(USERS)?;
+                let mut unique = tx.open_table(UNIQUE)?;
+                let mut by_user = tx.open_table(UNIQUE_BY_USER)?;
+                for user in users {
+                    let record = UserRecord {
+                        id: user.id.unwrap_or_else(Uuid::new_v4),
+                        attributes: user.attributes,
+                        secrets: user.secrets,
+                        meta: user.meta,
+                        session_epoch: user.session_epoch,
+                        created_at: user.created_at,
+                    };
+                    let id = record.id.as_u128();
+                    if table.get((subject.as_str(), id))?.is_some() {
+                        out.push(Err(InsertError::IdTaken));
+                        continue;
+                    }
+                    let mut taken = None;
+                    for key in &user.unique {
+                        let k = (subject.as_str(), key.field.as_str(), key.value.as_str());
+                        if unique.get(k)?.is_some_and(|g| g.value() != id) {
+                            taken = Some(key.field.clone());
+                            break;
+                        }
+                    }
+                    if let Some(field) = taken {
+                        out.push(Err(InsertError::Taken(field)));
+                        continue;
+                    }
+                    for key in &user.unique {
+                        unique.insert(
+                            (subject.as_str(), key.field.as_str(), key.value.as_str()),
+                            id,
+                        )?;
+                        by_user.insert(
+                            (subject.as_str(), id, key.field.as_str(), key.value.as_str()),
+                            (),
+                        )?;
+                    }
+                    table.insert(
+                        (subject.as_str(), id),
+                        StoredUserV1::encode(&record)?.as_slice(),
+                    )?;
+                    out.push(Ok(record));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn update(
         &self,
         subject: &str,

@@ -644,6 +644,20 @@ pub trait Strategy: Send + Sync {
         ))
     }
 
+    /// The stored credential of `user` as an import reads it back (a password hash), for
+    /// exports; `None` when the strategy's credentials cannot be exported.
+    fn export_credential(&self, user: &UserRecord) -> Option<String> {
+        let _ = user;
+        None
+    }
+
+    /// The throttle key that locks `user` out of this strategy (for operators: `locked_for`,
+    /// `unlock`); `None` when the strategy does not lock users out.
+    fn identity_throttle_key(&self, user: &UserRecord) -> Option<crate::store::ThrottleKey> {
+        let _ = user;
+        None
+    }
+
     /// The update that removes this strategy's credential of `user` (an operator turns a
     /// second factor off), `None` when there is nothing to remove.
     fn remove_credential(&self, user: &UserRecord) -> Option<UserUpdate> {

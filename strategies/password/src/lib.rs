@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use authd_strategy_api::toml;
+use std::collections::BTreeMap;
+
 use authd_strategy_api::{
-    AttributeSpec, Error, Event, Method, Outcome, Params, PhaseRequest, PhaseSpec, Problems,
-    Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory, Throttle,
-    UserRecord, ValidatedStrategy, Verdict,
+    AttributeSpec, CredentialInput, Error, Event, Method, Outcome, Params, PhaseRequest, PhaseSpec,
+    Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory,
+    Throttle, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -262,6 +264,62 @@ impl Strategy for PasswordStrategy {
         params: &Params,
     ) -> Result<Option<bool>, Error> {
         self.0.reauthenticate(user, params).await
+    }
+
+    async fn credential_secrets(
+        &self,
+        input: &CredentialInput,
+    ) -> Result<Result<BTreeMap<String, String>, String>, Error> {
+        let inner = &self.0;
+        let field = inner.config.hashed_password_field.clone();
+        let stored = match input {
+            CredentialInput::Password(password) => {
+                let mut errors = authd_strategy_api::FieldErrors::default();
+                let params: Params = [
+                    (
+                        inner.config.password_field.clone(),
+                        Value::String(password.clone()),
+                    ),
+                    (
+                        inner.config.password_confirmation_field.clone(),
+                        Value::String(password.clone()),
+                    ),
+                ]
+                .into_iter()
+                .collect();
+                inner.check_new_password(&params, &mut errors);
+                if let Some(messages) = errors.0.values().next() {
+                    return Ok(Err(format!("password {}", messages.join(", "))));
+                }
+                match inner.hash(password).await? {
+                    Pooled::Done(h) => h,
+                    Pooled::Busy => return Ok(Err("the hashing queue is full; retry".into())),
+                }
+            }
+            CredentialInput::Hashed { format, value } => {
+                match hash::import(format.as_deref(), value) {
+                    Ok(stored) => stored,
+                    Err(e) => return Ok(Err(e.to_string())),
+                }
+            }
+        };
+        Ok(Ok([(field, stored)].into()))
+    }
+
+    fn export_credential(&self, user: &UserRecord) -> Option<String> {
+        self.0.stored_hash(user).map(str::to_string)
+    }
+
+    fn identity_throttle_key(
+        &self,
+        user: &UserRecord,
+    ) -> Option<authd_strategy_api::store::ThrottleKey> {
+        let value = self.0.identity_key_of(user)?.value;
+        self.0
+            .attempt_keys(Some(&value), None)
+            .into_iter()
+            .next()
+            .map(|k| k.key)
     }
 }
 

@@ -591,6 +591,38 @@ pub async fn send_reset(
     Ok(sent)
 }
 
+/// `DELETE .../users/{id}/credentials/{strategy}`: removes the user's credential of a
+/// strategy that allows it (turns a second factor off). `false` when there is none.
+///
+/// # Errors
+/// When the store fails.
+pub async fn remove_credential(
+    generation: &Generation,
+    subject: &str,
+    user: &UserRecord,
+    strategy: &str,
+) -> Result<bool, Error> {
+    let Some(update) = generation
+        .registry
+        .strategy(subject, strategy)
+        .and_then(|s| s.remove_credential(user))
+    else {
+        return Ok(false);
+    };
+    let done = matches!(
+        generation
+            .services
+            .store
+            .update(subject, user.id, update)
+            .await?,
+        UpdateOutcome::Updated(_)
+    );
+    if done {
+        tracing::info!(target: "authd::admin", action = "remove_credential", %subject, %strategy, user = %user.id, "AD0108 credential removed by an operator");
+    }
+    Ok(done)
+}
+
 /// `DELETE .../users/{id}`.
 ///
 /// # Errors

@@ -113,7 +113,7 @@ where
             allow(&["GET"], req.method())?;
             Ok(export(Arc::clone(&generation), subject))
         }
-        ["admin", subject, "users", id, rest @ ..] if known(subject) && rest.len() <= 1 => {
+        ["admin", subject, "users", id, rest @ ..] if known(subject) && rest.len() <= 2 => {
             let id: Uuid = id
                 .parse()
                 .map_err(|_| Failure::Rejected(Rejection::NotFound))?;
@@ -156,6 +156,14 @@ where
                     allow(&["POST"], req.method())?;
                     admin::unlock(&generation, subject, &user).await?;
                     Ok(whole(no_content()))
+                }
+                ["credentials", strategy] => {
+                    allow(&["DELETE"], req.method())?;
+                    if admin::remove_credential(&generation, subject, &user, strategy).await? {
+                        Ok(whole(no_content()))
+                    } else {
+                        Err(Failure::Rejected(Rejection::NotFound))
+                    }
                 }
                 ["send_reset"] => {
                     allow(&["POST"], req.method())?;

@@ -14,7 +14,7 @@ use authd_strategy_api::{
 use crate::config::{Config, ConfirmationConfig};
 
 /// Every strategy type authd knows, by its `type` name.
-pub const FACTORIES: &[&dyn StrategyFactory] = &[&authd_password::Factory];
+pub const FACTORIES: &[&dyn StrategyFactory] = &[&authd_password::Factory, &authd_totp::Factory];
 
 /// Validates one strategy table with the factory its `type` names.
 ///

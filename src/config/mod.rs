@@ -493,6 +493,8 @@ fn check_resource(
     };
 
     let mut strategies = Vec::new();
+    // Every strategy table of the resource, valid or not (for `required_after`).
+    let mut declared = std::collections::BTreeSet::new();
     if let Some(value) = table.remove("strategies") {
         let toml::Value::Table(list) = value else {
             problems.push(
@@ -501,6 +503,7 @@ fn check_resource(
             );
             return None;
         };
+        declared.extend(list.keys().cloned());
         for (strategy_name, value) in list {
             let at = format!("{path}.strategies.{strategy_name}");
             if RESERVED_STRATEGY_NAMES.contains(&strategy_name.as_str()) {
@@ -558,6 +561,18 @@ fn check_resource(
                 problems.push(
                     format!("{path}.strategies.{}", s.name),
                     format!("stores its secret in `{field}`, as strategy `{other}` does; give each its own field"),
+                );
+            }
+        }
+    }
+
+    // A second factor continues other strategies of its own resource.
+    for s in &strategies {
+        for after in s.validated.continues_after() {
+            if after == s.name || !declared.contains(&after) {
+                problems.push(
+                    format!("{path}.strategies.{}.required_after", s.name),
+                    format!("names `{after}`, which is not another strategy of resource `{name}`"),
                 );
             }
         }

@@ -18,4 +18,5 @@ mod reload;
 mod restart;
 mod slow;
 mod tokens;
+mod totp;
 mod util;

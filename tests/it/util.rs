@@ -121,6 +121,25 @@ impl TestServer {
         server
     }
 
+    /// Starts on `clock` (the test moves it), with strategy tables validated by `validate`
+    /// (the registry's, or one that adds a strategy type of the test's own).
+    pub async fn start_custom(
+        body: &str,
+        validate: authd::config::StrategyValidator<'_>,
+        clock: authd_strategy_api::Clock,
+    ) -> TestServer {
+        let mut server = Self::unstarted();
+        let text = config_text(&server.db, "", body);
+        let config = authd::config::Config::parse(&text, validate)
+            .unwrap_or_else(|p| panic!("config: {p}\n{text}"));
+        let daemon = Daemon::start_with_clock(config, &text, clock)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        server.set_addresses(&daemon);
+        server.daemon = Some(daemon);
+        server
+    }
+
     fn set_addresses(&mut self, daemon: &Daemon) {
         self.base = format!("http://{}", daemon.addr());
         self.admin = daemon

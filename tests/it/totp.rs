@@ -458,6 +458,62 @@ async fn required_after_another_strategy_type_continues_it_too() {
     assert!(body.get("continue").is_none(), "{body}");
 }
 
+/// A request to the admin listener with the admin token.
+async fn admin(s: &TestServer, method: Method, path: String) -> (StatusCode, Value) {
+    let auth = format!("Bearer {}", s.admin_token);
+    let (status, _, body) = s
+        .raw_at(&s.admin, method, &path, &[("authorization", &auth)], "")
+        .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn operators_see_unlock_and_turn_off_a_users_totp() {
+    let Some(py) = python() else { return };
+    let clock = Clock::system();
+    align(&clock);
+    let s = start(&clock, 3).await;
+    let (session, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
+    let (_, me) = s.get("/auth/user/me", Some(&session)).await;
+    let id = me["user"]["id"].as_str().unwrap().to_string();
+    let now = clock.now_secs();
+    let codes = pyotp(&py, &uri, &[now - 30, now, now + 30]).codes;
+    let token = continue_token(&s, "ada@example.com").await;
+    for _ in 0..3 {
+        verify(&s, &token, "code", &other_than(&codes)).await;
+    }
+    let (status, user) = admin(&s, Method::GET, format!("/admin/user/users/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    let totp = &user["user"]["strategies"]["totp"];
+    assert_eq!(totp["on"], true, "{user}");
+    assert_eq!(totp["recovery_codes_left"], 10, "{user}");
+    assert!(totp["locked_for"].as_u64().is_some_and(|s| s > 0), "{user}");
+    let serialized = user.to_string();
+    assert!(
+        !serialized.contains("clear:") && !serialized.contains("recovery\""),
+        "no secret in the operator's view: {user}"
+    );
+
+    // Unlocked by an operator, the right code signs in at once.
+    let (status, _) = admin(&s, Method::POST, format!("/admin/user/users/{id}/unlock")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = verify(&s, &token, "code", &codes[2]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A user who lost the app and the recovery codes: an operator turns TOTP off.
+    let path = format!("/admin/user/users/{id}/credentials/totp");
+    let (status, body) = admin(&s, Method::DELETE, path.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = s.sign_in("ada@example.com", "correct horse").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["token"].is_string() && body.get("continue").is_none(),
+        "{body}"
+    );
+    let (status, _) = admin(&s, Method::DELETE, path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to remove");
+}
+
 #[test]
 fn required_after_must_name_another_strategy_of_the_resource() {
     let text = |after: &str| {

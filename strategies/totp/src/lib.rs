@@ -318,6 +318,17 @@ impl Strategy for TotpStrategy {
         Some(self)
     }
 
+    fn identity_throttle_key(
+        &self,
+        user: &UserRecord,
+    ) -> Option<authd_strategy_api::store::ThrottleKey> {
+        self.0
+            .attempt_keys(Some(user), None)
+            .into_iter()
+            .next()
+            .map(|k| k.key)
+    }
+
     fn remove_credential(&self, user: &UserRecord) -> Option<UserUpdate> {
         let field = &self.0.config.secret_field;
         let current = user.secrets.get(field)?;

@@ -583,6 +583,16 @@ async fn brute_force_locks_the_user_after_max_failures() {
         matches!(rejection(&v), Some(Rejection::RateLimited { retry_after_secs }) if *retry_after_secs > 0),
         "the right code too, while locked: {v:?}"
     );
+    let key = f.strategy.identity_throttle_key(&f.user).unwrap();
+    assert!(
+        f.services
+            .throttle()
+            .locked_for(&key)
+            .await
+            .unwrap()
+            .is_some(),
+        "operators see the lock by the strategy's identity key"
+    );
     // The lock is the user's: turning off is refused as well.
     let v = f.handle("", json!({"code": good}), true).await;
     assert!(

@@ -8,7 +8,7 @@
 
 use authd_strategy_api::{
     Credential, Error, Grant, IssuedToken, Purpose, Rejection, Session, TokenError, TokenSpec,
-    Tokens, UpdateOutcome, UserRecord, UserUpdate, Verdict,
+    Tokens, UpdateOutcome, UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value, json};
 
@@ -93,9 +93,20 @@ pub enum SignedIn {
     Continue { step: String, token: IssuedToken },
 }
 
+/// How the user reached the grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A public phase (a sign-in, a reset): second factors apply.
+    FirstFactor,
+    /// A phase of a signed-in user (change password): the session already passed every
+    /// factor, so the new session is granted at once.
+    Session,
+}
+
 /// Applies the session rules to an `Authenticated` verdict of `strategy`: a session grant
-/// becomes a session token, unless a second factor of the resource continues after this
-/// strategy and the user has it on (then a short-lived token for that step, and no session).
+/// becomes a session token, unless it comes from a first factor, a second factor of the
+/// resource continues after this strategy and the user has it on (then a short-lived token
+/// for that step, and no session).
 ///
 /// # Errors
 /// When signing fails.
@@ -103,9 +114,8 @@ pub fn sign_in(
     generation: &Generation,
     subject: &str,
     strategy: &str,
-    user: UserRecord,
-    created: bool,
-    grant: Grant,
+    (user, created, grant): (UserRecord, bool, Grant),
+    via: Via,
 ) -> Result<SignedIn, Error> {
     match grant {
         Grant::None => Ok(SignedIn::Token {
@@ -119,7 +129,11 @@ pub fn sign_in(
             created,
         }),
         Grant::Session => {
-            for (step, other) in generation.registry.strategies_of(subject) {
+            let factors = generation
+                .registry
+                .strategies_of(subject)
+                .filter(|_| via == Via::FirstFactor);
+            for (step, other) in factors {
                 let Some(factor) = other.second_factor() else {
                     continue;
                 };
@@ -230,9 +244,4 @@ pub fn signed_in_body(generation: &Generation, subject: &str, signed_in: &Signed
         }
         SignedIn::Continue { step, token } => json!({ "continue": step, "token": token.token }),
     }
-}
-
-/// Whether a verdict is a sign-in (for the rules above).
-pub fn is_sign_in(verdict: &Verdict) -> bool {
-    matches!(verdict, Verdict::Authenticated { .. })
 }

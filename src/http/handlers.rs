@@ -203,6 +203,7 @@ pub(super) async fn verdict(
     subject: &str,
     strategy: &str,
     verdict: Verdict,
+    via: sessions::Via,
 ) -> Result<Reply, Failure> {
     match verdict {
         Verdict::Authenticated {
@@ -213,7 +214,8 @@ pub(super) async fn verdict(
             if created {
                 accounts::after_create(generation, subject, &user).await?;
             }
-            let signed_in = sessions::sign_in(generation, subject, strategy, user, created, grant)?;
+            let signed_in =
+                sessions::sign_in(generation, subject, strategy, (user, created, grant), via)?;
             let status = match &signed_in {
                 SignedIn::Token { created: true, .. } => StatusCode::CREATED,
                 _ => StatusCode::OK,

@@ -166,8 +166,12 @@ where
                 param,
                 session,
             };
+            let via = match phase.access {
+                Access::Public => crate::sessions::Via::FirstFactor,
+                Access::Session => crate::sessions::Via::Session,
+            };
             let verdict = strategy.handle(phase.name, request).await?;
-            handlers::verdict(&generation, subject, strategy_name, verdict).await
+            handlers::verdict(&generation, subject, strategy_name, verdict, via).await
         }
         _ => Err(Failure::NotFound),
     }

@@ -131,6 +131,11 @@ async fn concurrent_guesses_never_run_more_verifications_than_the_limit() {
         "{verified} verifications ran for a limit of 10: {statuses:?}"
     );
     assert!(limited >= 50, "{limited} answers were 429");
+    // The burst locked the identity: the right password is refused too, without a hash.
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]

@@ -380,7 +380,12 @@ async fn a_full_disk_is_a_503_and_the_store_recovers_without_a_restart() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            // Lazy: a file still open (a panicking test leaves the daemon running) does not
+            // keep the mount.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _unmount = Unmount(dir.path().to_path_buf());
@@ -440,4 +445,5 @@ async fn a_full_disk_is_a_503_and_the_store_recovers_without_a_restart() {
     }
     assert_eq!(s.health().await["store"], "ok");
     s.register("after@example.com", "correct horse").await;
+    s.stop().await;
 }

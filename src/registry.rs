@@ -181,6 +181,9 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("should fail"));
         assert_eq!(err.0[0].path, "resources.user.strategies.magic.type");
-        assert!(err.0[0].message.contains("password, magic_link"), "{err}");
+        assert!(
+            err.0[0].message.contains("password, magic_link, api_key"),
+            "{err}"
+        );
     }
 }

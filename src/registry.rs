@@ -14,8 +14,11 @@ use authd_strategy_api::{
 use crate::config::Config;
 
 /// Every strategy type authd knows, by its `type` name.
-pub const FACTORIES: &[&dyn StrategyFactory] =
-    &[&authd_password::Factory, &authd_magic_link::Factory];
+pub const FACTORIES: &[&dyn StrategyFactory] = &[
+    &authd_password::Factory,
+    &authd_magic_link::Factory,
+    &authd_api_key::Factory,
+];
 
 /// Validates one strategy table with the factory its `type` names.
 ///

@@ -358,7 +358,7 @@ async fn a_slow_receiver_does_not_slow_the_reset_request() {
 
 /// A real SMTP server (mailin-embedded) on 127.0.0.1, in a thread of its own that lives as
 /// long as the test binary; every message it accepts is sent on the channel.
-mod smtp {
+pub(crate) mod smtp {
     use tokio::sync::mpsc;
 
     #[derive(Debug, Clone)]
@@ -435,7 +435,7 @@ mod smtp {
 }
 
 /// The value of header `name` in a message's header block (unfolded).
-fn mail_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn mail_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n").find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name).then_some(value.trim())
@@ -443,7 +443,7 @@ fn mail_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Decodes a body sent as quoted-printable or base64 (or as it is).
-fn decode_body(encoding: Option<&str>, body: &str) -> String {
+pub(crate) fn decode_body(encoding: Option<&str>, body: &str) -> String {
     match encoding.map(str::to_ascii_lowercase).as_deref() {
         Some("quoted-printable") => {
             let joined = body.replace("=\r\n", "");

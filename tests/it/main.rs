@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abuse;
+mod api_keys;
 mod cli;
 mod delivery;
 mod flows;
 mod http_errors;
+mod magic_link;
 mod multi;
 mod reload;
 mod restart;

@@ -336,3 +336,43 @@ async fn a_sigkill_loses_no_acknowledged_write() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The magic link `request` answers before any look-up: the same whether or not the identity
+/// exists (the link is sent 20 to 50 ms later, in the background).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: timing; run by .ci/run"]
+async fn magic_link_request_costs_the_same_whether_the_identity_exists_or_not() {
+    let s = TestServer::start(&crate::magic_link::config(
+        "{ type = \"log\" }",
+        "request_limit = false",
+    ))
+    .await;
+    s.register("ada@example.com", "correct horse").await;
+    let cases = [
+        ("existing", "ada@example.com"),
+        ("unknown", "nobody@example.com"),
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 2];
+    for round in 0..170 {
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            let start = Instant::now();
+            let (status, _) = s
+                .post("/auth/user/magic/request", json!({"email": cases[i].1}))
+                .await;
+            let took = start.elapsed();
+            assert_eq!(status, StatusCode::ACCEPTED);
+            if round >= 20 {
+                samples[i].push(took);
+            }
+            // Let this request's background work finish before the next measurement.
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    }
+    let medians: Vec<(&str, Duration)> = cases
+        .iter()
+        .zip(samples)
+        .map(|(c, s)| (c.0, median(s)))
+        .collect();
+    assert_within("magic_link request", &medians, 0.10);
+}

@@ -12,6 +12,7 @@
 
 mod change;
 mod config;
+mod docs;
 pub mod hash;
 mod register;
 mod reset;
@@ -23,9 +24,9 @@ use std::time::Instant;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    AttributeSpec, Error, Event, Method, Outcome, Params, PhaseRequest, PhaseSpec, Problems,
-    Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory, Throttle,
-    UserRecord, ValidatedStrategy, Verdict,
+    AttributeSpec, Error, Event, Method, Outcome, Params, PhaseDoc, PhaseRequest, PhaseSpec,
+    Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory,
+    Throttle, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -121,6 +122,10 @@ impl StrategyFactory for Factory {
             resource: resource.clone(),
         }))
     }
+
+    fn config_schema(&self) -> Value {
+        authd_strategy_api::table_schema::<config::RawPasswordConfig>()
+    }
 }
 
 /// A checked password strategy, not yet running.
@@ -155,6 +160,13 @@ impl ValidatedStrategy for Validated {
 
     fn secret_fields(&self) -> Vec<String> {
         vec![self.config.hashed_password_field.clone()]
+    }
+
+    fn docs(&self) -> Vec<PhaseDoc> {
+        docs::phase_docs(&self.config, &self.resource)
+            .into_iter()
+            .filter(|d| Phase::parse(d.phase).is_some_and(|p| p.enabled(&self.config)))
+            .collect()
     }
 
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {

@@ -14,7 +14,12 @@ use authd_strategy_api::{
 use crate::config::{Config, ConfirmationConfig};
 
 /// Every strategy type authd knows, by its `type` name.
-pub const FACTORIES: &[&dyn StrategyFactory] = &[&authd_password::Factory, &authd_totp::Factory];
+pub const FACTORIES: &[&dyn StrategyFactory] = &[
+    &authd_password::Factory,
+    &authd_magic_link::Factory,
+    &authd_api_key::Factory,
+    &authd_totp::Factory,
+];
 
 /// Validates one strategy table with the factory its `type` names.
 ///
@@ -219,11 +224,14 @@ mod tests {
     #[test]
     fn unknown_strategy_type_names_the_known_ones() {
         let text = "version = 1\n[resources.user.attributes]\nemail = { type = \"ci_string\", unique = true }\n\
-                    [resources.user.strategies.magic]\ntype = \"magic_link\"\n";
+                    [resources.user.strategies.magic]\ntype = \"magic_lnk\"\n";
         let err = parse_config(text)
             .err()
             .unwrap_or_else(|| panic!("should fail"));
         assert_eq!(err.0[0].path, "resources.user.strategies.magic.type");
-        assert!(err.0[0].message.contains("password"), "{err}");
+        assert!(
+            err.0[0].message.contains("password, magic_link, api_key"),
+            "{err}"
+        );
     }
 }

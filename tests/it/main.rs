@@ -7,11 +7,13 @@
 mod abuse;
 mod accounts;
 mod admin;
+mod api_keys;
 mod cli;
 mod delivery;
 mod flows;
 mod hardening;
 mod http_errors;
+mod magic_link;
 mod mail;
 mod multi;
 mod reload;

@@ -447,3 +447,18 @@ async fn a_full_disk_is_a_503_and_the_store_recovers_without_a_restart() {
     s.register("after@example.com", "correct horse").await;
     s.stop().await;
 }
+
+/// The magic link `request` answers before any look-up: the same whether or not the identity
+/// exists (the link is sent 20 to 50 ms later, in the background).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: timing; run by .ci/run"]
+async fn magic_link_request_costs_the_same_whether_the_identity_exists_or_not() {
+    let s = TestServer::start(&crate::magic_link::config(
+        "{ type = \"log\" }",
+        "request_limit = false",
+    ))
+    .await;
+    s.register("ada@example.com", "correct horse").await;
+    let medians = answer_medians(&s, "/auth/user/magic/request", "email", KNOWN_AND_UNKNOWN).await;
+    assert_within("magic_link request", &medians, 0.10);
+}

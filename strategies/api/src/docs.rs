@@ -56,3 +56,37 @@ pub struct PhaseDoc {
     /// The error statuses besides the generic ones (`400`, `413`, `415`, `500`, `503`).
     pub errors: Vec<u16>,
 }
+
+/// The JSON Schema of a strategy's raw table type (its doc comments become descriptions), for
+/// [`crate::StrategyFactory::config_schema`].
+pub fn table_schema<T: schemars::JsonSchema>() -> Value {
+    schemars::SchemaGenerator::default()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::{RequestLimitSetting, SenderSpec};
+
+    #[test]
+    fn shared_config_types_describe_themselves() {
+        let sender = table_schema::<SenderSpec>().to_string();
+        for needle in [
+            "\"webhook\"",
+            "\"smtp\"",
+            "\"log\"",
+            "magic_link_url",
+            "secret_file",
+        ] {
+            assert!(sender.contains(needle), "{needle} missing from {sender}");
+        }
+        assert!(sender.contains("Link of magic-link messages"), "{sender}");
+        let limit = table_schema::<RequestLimitSetting>().to_string();
+        for needle in ["boolean", "per_address", "per_identity", "window"] {
+            assert!(limit.contains(needle), "{needle} missing from {limit}");
+        }
+    }
+}

@@ -36,7 +36,7 @@ mod tokens;
 
 pub use clock::Clock;
 pub use config::{Problem, Problems, TableReader, join_path, parse_duration, parse_lifetime};
-pub use docs::{Answer, FieldDoc, PhaseDoc};
+pub use docs::{Answer, FieldDoc, PhaseDoc, table_schema};
 pub use events::{Event, Events, NoEvents, names as event_names};
 pub use message::{
     Delivery, DurationText, Message, Sender, SenderSpec, Senders, SmtpSpec, SmtpTls, Templates,
@@ -50,5 +50,8 @@ pub use strategy::{
     Params, PhaseRequest, PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session,
     Strategy, StrategyFactory, ValidatedStrategy, Verdict,
 };
-pub use throttle::{Counted, Limit, RequestLimit, Reservation, Throttle, rate_key};
+pub use throttle::{
+    Counted, Limit, RequestLimit, RequestLimitSetting, RequestLimitTable, Reservation, Throttle,
+    rate_key,
+};
 pub use tokens::{Claims, Expect, IssuedToken, Purpose, TokenError, TokenSpec, Tokens, check};

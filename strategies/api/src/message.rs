@@ -38,6 +38,19 @@ impl Serialize for DurationText {
     }
 }
 
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as \"50ms\", \"60s\", \"15m\" or \"3d\".",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -52,7 +65,7 @@ impl<'de> Deserialize<'de> for DurationText {
 /// `webhook` and `smtp` messages go through the daemon's durable outbox: a request is
 /// answered at once, and the message is delivered (at least once) by a background worker that
 /// retries with exponential back-off and jitter until it succeeds or its deadline passes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SenderSpec {
     /// Writes the message, token included, to the daemon's log at once. For development only:
@@ -87,7 +100,7 @@ impl Default for Delivery {
 }
 
 /// `sender = { type = "webhook", url = "...", secret_file = "..." }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// Where to POST, e.g. `http://127.0.0.1:9000/password-reset` (plain `http://`; put a TLS
@@ -114,7 +127,9 @@ pub struct WebhookSpec {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain text: only for a relay on the same host or network namespace.
@@ -138,7 +153,7 @@ impl SmtpTls {
 }
 
 /// `sender = { type = "smtp", host = "...", from = "...", reset_url = "..." }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSpec {
     /// The relay's host name or address.

@@ -205,12 +205,27 @@ pub struct RequestLimit {
     pub window: Duration,
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// `request_limit = { per_address, per_identity, window }`: a key left out keeps the
+/// strategy's default.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRequestLimit {
-    per_address: Option<u32>,
-    per_identity: Option<u32>,
-    window: Option<String>,
+pub struct RequestLimitTable {
+    /// Requests per window from one client address (IPv6 counted by its /64). At least 1.
+    pub per_address: Option<u32>,
+    /// Requests per window for one identity, whether or not it exists. At least 1.
+    pub per_identity: Option<u32>,
+    /// The window, in whole seconds, e.g. `"15m"`.
+    pub window: Option<String>,
+}
+
+/// How `request_limit` is written in a strategy table: `true` (the default limits), `false`
+/// (none) or a table. For config schemas: [`RequestLimit::read`] reads the value itself.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum RequestLimitSetting {
+    /// `true`: the strategy's default limits; `false`: no limit.
+    Switch(bool),
+    Table(RequestLimitTable),
 }
 
 impl RequestLimit {
@@ -234,7 +249,7 @@ impl RequestLimit {
             None | Some(toml::Value::Boolean(true)) => Some(default),
             Some(toml::Value::Boolean(false)) => None,
             Some(value @ toml::Value::Table(_)) => {
-                let raw = crate::TableReader::read::<RawRequestLimit>(path, value, problems)?;
+                let raw = crate::TableReader::read::<RequestLimitTable>(path, value, problems)?;
                 let mut limit = default;
                 if let Some(n) = raw.per_address {
                     limit.per_address = n;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    AttributeType, Problems, RequestLimit, ResourceSpec, SenderSpec, TableReader, kinds,
-    parse_lifetime,
+    AttributeType, Problems, RequestLimit, RequestLimitSetting, ResourceSpec, SenderSpec,
+    TableReader, kinds, parse_lifetime,
 };
 use serde::Deserialize;
 
@@ -20,82 +20,132 @@ use crate::hash::{Algorithm, HashParams};
 
 /// The password strategy as written in TOML. Defaults follow AshAuthentication's password
 /// strategy, except the hash (argon2id at OWASP's parameters instead of bcrypt).
-#[derive(Debug, Deserialize)]
-struct RawPasswordConfig {
-    /// Always `"password"` here; read by the registry to pick this factory.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(title = "password strategy")]
+pub(crate) struct RawPasswordConfig {
+    /// Always `"password"`.
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "password"))]
     _type: String,
-    /// The attribute that identifies the user; must be a declared `unique` string attribute.
+    /// The attribute that identifies the user at sign-in and reset; must be a declared
+    /// `unique` attribute of type string or ci_string (then sign-in is case-insensitive).
     #[serde(default = "default_identity")]
     identity_field: String,
     /// The request field carrying the password.
     #[serde(default = "default_password")]
     password_field: String,
-    /// The request field carrying the confirmation (checked on register and reset).
+    /// The request field carrying the confirmation (checked on register and reset); must
+    /// differ from `password_field`.
     #[serde(default = "default_confirmation")]
     password_confirmation_field: String,
     /// Where the hash is stored; never returned by the API.
     #[serde(default = "default_hashed")]
     hashed_password_field: String,
+    /// `register` and `reset` require the confirmation field, equal to the password.
     #[serde(default = "yes")]
     confirmation_required: bool,
+    /// Serve `register`.
     #[serde(default = "yes")]
     registration_enabled: bool,
+    /// Serve `sign_in` (and `sign_in_with_token`).
     #[serde(default = "yes")]
     sign_in_enabled: bool,
+    /// Accept `"token_type": "sign_in"` at `sign_in` and serve `sign_in_with_token`.
     #[serde(default = "yes")]
     sign_in_tokens_enabled: bool,
+    /// Lifetime of sign-in tokens, in whole seconds.
     #[serde(default = "default_sign_in_token_lifetime")]
     sign_in_token_lifetime: String,
+    /// The algorithm and cost of new hashes. Default: argon2id at OWASP's parameters.
+    /// (Read on its own so that a mistake in it does not hide the others.)
     #[serde(default)]
-    /// Read on its own (see [`RawHash`]) so that a mistake in it does not hide the others.
+    #[schemars(with = "Option<RawHash>")]
     hash: Option<toml::Value>,
+    /// Shortest password, in characters, at `register`, `reset` and `change_password`. At
+    /// least 1.
     #[serde(default = "default_min_length")]
     password_min_length: usize,
+    /// Longest password, in characters; at least `password_min_length`, at most 4096.
     #[serde(default = "default_max_length")]
     password_max_length: usize,
+    /// At a successful sign-in, hash the password again when the stored hash was made with
+    /// another algorithm or other parameters than `hash`.
     #[serde(default = "yes")]
     rehash_on_sign_in: bool,
+    /// A successful `reset` revokes every session token of the user issued before it.
     #[serde(default = "yes")]
     revoke_sessions_on_reset: bool,
-    /// `false`, `true` (the defaults) or a table; read by hand for clear errors.
+    /// Brute-force protection, kept in the store: `true` (10 failures per identity and 100
+    /// per address every 15 minutes), `false`, or
+    /// `{ identity_failures, ip_failures, window }`.
     #[serde(default)]
+    #[schemars(with = "Option<RateLimitSetting>")]
     rate_limit: Option<toml::Value>,
+    /// Enables `reset_request` and `reset`. Without it, passwords cannot be reset.
     #[serde(default)]
     resettable: Option<RawResettable>,
-    /// `false`, `true` (the defaults) or a table; read by `RequestLimit::read`.
+    /// Limits on `register` and `reset_request` per client address and identity: `true`
+    /// (30 per address and 5 per identity every 15 minutes), `false`, or
+    /// `{ per_address, per_identity, window }`.
     #[serde(default)]
+    #[schemars(with = "Option<RequestLimitSetting>")]
     request_limit: Option<toml::Value>,
+    /// A user of a resource with confirmation must have confirmed to sign in (`403
+    /// unconfirmed`, only after the password was verified).
     #[serde(default)]
     require_confirmed: bool,
+    /// A password change revokes the user's other sessions.
     #[serde(default = "yes")]
     revoke_sessions_on_change: bool,
 }
 
 /// `rate_limit = { ... }`; a key left out keeps [`RateLimit::DEFAULT`]'s value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct RawRateLimit {
+    /// Failed sign-ins per window for one identity value, known or not. At least 1.
     identity_failures: Option<u32>,
+    /// Failed sign-ins and refused tokens per window from one client address. At least 1.
     ip_failures: Option<u32>,
+    /// The window, e.g. `"15m"`; a lockout lasts one window, doubling while they go on.
     window: Option<String>,
+}
+
+/// How `rate_limit` is written (for the config schema).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RateLimitSetting {
+    /// `true`: the default limits; `false`: none.
+    Switch(bool),
+    Table(RawRateLimit),
 }
 
 /// `hash = { algorithm = "...", ... }`. A parameter left out takes its value from
 /// [`Algorithm::owasp`], the one place for the defaults.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "algorithm", rename_all = "snake_case", deny_unknown_fields)]
 enum RawHash {
+    /// Argon2id (the default).
     Argon2id {
+        /// Memory in KiB: default 19456, from 8 x parallelism to 4194304.
         memory_kib: Option<u32>,
+        /// Passes: default 2, 1 to 1000.
         iterations: Option<u32>,
+        /// Lanes: default 1, 1 to 64.
         parallelism: Option<u32>,
     },
+    /// scrypt.
     Scrypt {
+        /// log2 of N: default 17, 1 to 30.
         log_n: Option<u8>,
+        /// Block size: default 8, 1 to 64.
         r: Option<u32>,
+        /// Parallelism: default 1, 1 to 64.
         p: Option<u32>,
     },
+    /// bcrypt (passwords longer than 72 bytes are refused).
     Bcrypt {
+        /// Cost: default 12, 4 to 31.
         cost: Option<u32>,
     },
 }
@@ -148,12 +198,16 @@ impl RawHash {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `resettable = { token_lifetime, sender }`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct RawResettable {
+    /// Lifetime of reset tokens, in whole seconds.
     #[serde(default = "default_reset_lifetime")]
     token_lifetime: String,
-    /// Required: a reset is useless without a way to reach the user, and defaulting to the
-    /// `log` sender would put working reset tokens in production logs.
+    /// How the reset token reaches the user. Required: a reset is useless without a way to
+    /// reach the user, and defaulting to the `log` sender would put working reset tokens in
+    /// production logs.
+    #[schemars(with = "SenderSpec")]
     sender: toml::Value,
 }
 

@@ -12,6 +12,7 @@
 
 mod change;
 mod config;
+mod docs;
 pub mod hash;
 mod register;
 mod reset;
@@ -29,9 +30,9 @@ use authd_strategy_api::toml;
 use std::collections::BTreeMap;
 
 use authd_strategy_api::{
-    AttributeSpec, CredentialInput, Error, Event, Method, Outcome, Params, PhaseRequest, PhaseSpec,
-    Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy, StrategyFactory,
-    Throttle, UserRecord, ValidatedStrategy, Verdict,
+    AttributeSpec, CredentialInput, Error, Event, Method, Outcome, Params, PhaseDoc, PhaseRequest,
+    PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy,
+    StrategyFactory, Throttle, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -127,6 +128,10 @@ impl StrategyFactory for Factory {
             resource: resource.clone(),
         }))
     }
+
+    fn config_schema(&self) -> Value {
+        authd_strategy_api::table_schema::<config::RawPasswordConfig>()
+    }
 }
 
 /// A checked password strategy, not yet running.
@@ -161,6 +166,13 @@ impl ValidatedStrategy for Validated {
 
     fn secret_fields(&self) -> Vec<String> {
         vec![self.config.hashed_password_field.clone()]
+    }
+
+    fn docs(&self) -> Vec<PhaseDoc> {
+        docs::phase_docs(&self.config, &self.resource)
+            .into_iter()
+            .filter(|d| Phase::parse(d.phase).is_some_and(|p| p.enabled(&self.config)))
+            .collect()
     }
 
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {

@@ -5,19 +5,13 @@
 //! without either, these tests print one line and pass without checking anything, and with
 //! `AUTHD_TEST_PYTHON` set they fail if that Python cannot import pyotp.
 //!
-//! `required_after` naming a strategy of another type is tested with a stand-in (`test_link`,
-//! a tiny test-only first factor that signs a user in by email at once), because the
-//! magic-link strategy is not on main yet: replace it by `type = "magic_link"` when it is.
+//! `required_after` names the password strategy and a magic-link strategy: a sign-in by
+//! either continues to TOTP.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use authd_strategy_api::toml;
-use authd_strategy_api::{
-    Clock, Grant, Method as PhaseMethod, Outcome, PhaseRequest, PhaseSpec, Problems, Rejection,
-    ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy, Verdict,
-};
+use authd_strategy_api::Clock;
 use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
@@ -94,25 +88,51 @@ fn align(clock: &Clock) {
     clock.advance_ms(i64::try_from(30_000 - ms % 30_000 + 1_000).unwrap());
 }
 
-/// The usual user resource, a TOTP strategy after `password` and `link`, and the stand-in
-/// link strategy.
-fn config(max_failures: u32) -> String {
+/// The usual user resource, a TOTP strategy after `password` and `magic`, and a magic-link
+/// strategy sending its links with `sender`.
+fn config(max_failures: u32, sender: &str) -> String {
     format!(
         "{}\n\
          [resources.user.strategies.totp]\n\
          type = \"totp\"\n\
          issuer = \"Example\"\n\
-         required_after = [\"password\", \"link\"]\n\
+         required_after = [\"password\", \"magic\"]\n\
          brute_force = {{ max_failures = {max_failures}, window = \"5m\" }}\n\
          setup_token_lifetime = \"2m\"\n\
-         [resources.user.strategies.link]\n\
-         type = \"test_link\"\n",
+         [resources.user.strategies.magic]\n\
+         type = \"magic_link\"\n\
+         identity_field = \"email\"\n\
+         sender = {sender}\n",
         util::user_resource(ARGON2, "")
     )
 }
 
 async fn start(clock: &Clock, max_failures: u32) -> TestServer {
-    TestServer::start_custom(&config(max_failures), &validate_with_link, clock.clone()).await
+    start_sending(clock, max_failures, "{ type = \"log\" }").await
+}
+
+async fn start_sending(clock: &Clock, max_failures: u32, sender: &str) -> TestServer {
+    TestServer::start_custom(
+        &config(max_failures, sender),
+        &authd::registry::validate_strategy,
+        clock.clone(),
+    )
+    .await
+}
+
+/// A magic link for `email`, as the webhook receiver got it, used by POST.
+async fn magic_sign_in(
+    s: &TestServer,
+    hook: &mut util::Receiver,
+    email: &str,
+) -> (StatusCode, Value) {
+    let (status, _) = s
+        .post("/auth/user/magic/request", json!({ "email": email }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let token = hook.next().await["token"].as_str().unwrap().to_string();
+    s.post("/auth/user/magic/sign_in", json!({ "token": token }))
+        .await
 }
 
 /// A request with an optional bearer and a JSON body.
@@ -424,18 +444,22 @@ async fn turning_totp_off_takes_a_current_code_then_the_password_is_enough() {
 }
 
 #[tokio::test]
-async fn required_after_another_strategy_type_continues_it_too() {
+async fn required_after_a_magic_link_strategy_continues_it_too() {
     let Some(py) = python() else { return };
     let clock = Clock::system();
     align(&clock);
-    let s = start(&clock, 3).await;
+    let mut hook = util::receiver().await;
+    let s = start_sending(
+        &clock,
+        3,
+        &format!(
+            "{{ type = \"webhook\", url = \"{}\", retry_base = \"50ms\" }}",
+            hook.url
+        ),
+    )
+    .await;
     let (_, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
-    let (status, body) = s
-        .post(
-            "/auth/user/link/sign_in",
-            json!({"email": "ADA@example.com"}),
-        )
-        .await;
+    let (status, body) = magic_sign_in(&s, &mut hook, "ADA@example.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["continue"], "totp", "{body}");
     let token = token_of(&body);
@@ -443,7 +467,7 @@ async fn required_after_another_strategy_type_continues_it_too() {
         claims_of(&token)["bnd"]
             .as_str()
             .unwrap()
-            .starts_with("link:"),
+            .starts_with("magic:"),
         "bound to the first factor"
     );
     let code = pyotp(&py, &uri, &[clock.now_secs() + 30]).codes.remove(0);
@@ -452,12 +476,7 @@ async fn required_after_another_strategy_type_continues_it_too() {
     assert!(body["token"].is_string());
     // A user without TOTP is signed in by the link alone.
     s.register("bob@example.com", "correct horse").await;
-    let (status, body) = s
-        .post(
-            "/auth/user/link/sign_in",
-            json!({"email": "bob@example.com"}),
-        )
-        .await;
+    let (status, body) = magic_sign_in(&s, &mut hook, "bob@example.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.get("continue").is_none(), "{body}");
 }
@@ -552,106 +571,5 @@ fn required_after_must_name_another_strategy_of_the_resource() {
         "POST /auth/user/totp/verify",
     ] {
         assert!(routes.contains(&route.to_string()), "{route}: {routes:?}");
-    }
-}
-
-// ---- the stand-in first factor -------------------------------------------------------------
-
-/// Strategy tables validated by the registry, plus `type = "test_link"`.
-fn validate_with_link(
-    path: &str,
-    name: &str,
-    resource: &ResourceSpec,
-    type_name: &str,
-    table: toml::Table,
-) -> Result<Box<dyn ValidatedStrategy>, Problems> {
-    if type_name == "test_link" {
-        LinkFactory.validate(path, name, resource, table)
-    } else {
-        authd::registry::validate_strategy(path, name, resource, type_name, table)
-    }
-}
-
-/// A first factor of another type than `password`: `POST sign_in {"email"}` signs that user
-/// in at once (what a magic link does once its token comes back). Test-only.
-struct LinkFactory;
-
-impl StrategyFactory for LinkFactory {
-    fn type_name(&self) -> &'static str {
-        "test_link"
-    }
-
-    fn validate(
-        &self,
-        _path: &str,
-        _name: &str,
-        resource: &ResourceSpec,
-        _table: toml::Table,
-    ) -> Result<Box<dyn ValidatedStrategy>, Problems> {
-        Ok(Box::new(LinkValidated(resource.clone())))
-    }
-}
-
-#[derive(Debug)]
-struct LinkValidated(ResourceSpec);
-
-const POST: &[PhaseMethod] = &[PhaseMethod::Post];
-
-impl ValidatedStrategy for LinkValidated {
-    fn phases(&self) -> Vec<PhaseSpec> {
-        vec![PhaseSpec::public("sign_in", POST)]
-    }
-
-    fn describe(&self) -> String {
-        "test_link".into()
-    }
-
-    fn secret_fields(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn instantiate(&self, subject: &str, _name: &str, services: &Services) -> Arc<dyn Strategy> {
-        Arc::new(LinkStrategy {
-            subject: subject.to_string(),
-            resource: self.0.clone(),
-            services: services.clone(),
-            phases: self.phases(),
-        })
-    }
-}
-
-struct LinkStrategy {
-    subject: String,
-    resource: ResourceSpec,
-    services: Services,
-    phases: Vec<PhaseSpec>,
-}
-
-#[async_trait::async_trait]
-impl Strategy for LinkStrategy {
-    fn phases(&self) -> &[PhaseSpec] {
-        &self.phases
-    }
-
-    async fn handle(&self, _phase: &str, request: PhaseRequest) -> Outcome {
-        let email = request.params.get("email").cloned().unwrap_or(Value::Null);
-        let key = self.resource.attribute("email").unwrap().unique_key(&email);
-        let user = match key {
-            Ok(key) => {
-                self.services
-                    .store
-                    .find_by_unique(&self.subject, &key)
-                    .await?
-            }
-            Err(_) => None,
-        };
-        Ok(match user {
-            Some(user) => Verdict::Authenticated {
-                user,
-                created: false,
-                grant: Grant::Session,
-            },
-            None => Verdict::Rejected(Rejection::AuthenticationFailed),
-        })
     }
 }

@@ -3,7 +3,7 @@
 
 use authd_strategy_api::Problems;
 
-use super::{Config, StoreConfig};
+use super::{Config, DatabaseUrl, StoreConfig};
 
 /// A key that needs a restart, and how to read its value from a validated config.
 pub struct RestartKey {
@@ -20,11 +20,47 @@ fn max_connections(c: &Config) -> String {
 fn store_type(c: &Config) -> String {
     match &c.store {
         StoreConfig::Redb { .. } => "redb".into(),
+        StoreConfig::Postgres { .. } => "postgres".into(),
     }
 }
 fn store_path(c: &Config) -> String {
     match &c.store {
         StoreConfig::Redb { path } => path.display().to_string(),
+        StoreConfig::Postgres { .. } => String::new(),
+    }
+}
+/// Compared, never shown (it may hold a password).
+fn store_url(c: &Config) -> String {
+    match &c.store {
+        StoreConfig::Postgres {
+            url: DatabaseUrl::Inline(url),
+            ..
+        } => url.clone(),
+        _ => String::new(),
+    }
+}
+fn store_url_env(c: &Config) -> String {
+    match &c.store {
+        StoreConfig::Postgres {
+            url: DatabaseUrl::Env(var),
+            ..
+        } => var.clone(),
+        _ => String::new(),
+    }
+}
+/// The pool and the start-up wait are set when the store is opened, at start only.
+fn store_pool_size(c: &Config) -> String {
+    match &c.store {
+        StoreConfig::Postgres { pool_size, .. } => pool_size.to_string(),
+        StoreConfig::Redb { .. } => String::new(),
+    }
+}
+fn store_connect_timeout(c: &Config) -> String {
+    match &c.store {
+        StoreConfig::Postgres {
+            connect_timeout, ..
+        } => format!("{connect_timeout:?}"),
+        StoreConfig::Redb { .. } => String::new(),
     }
 }
 fn admin_listen(c: &Config) -> String {
@@ -51,6 +87,22 @@ pub const RESTART_ONLY: &[RestartKey] = &[
     RestartKey {
         path: "store.path",
         value: store_path,
+    },
+    RestartKey {
+        path: "store.url",
+        value: store_url,
+    },
+    RestartKey {
+        path: "store.url_env",
+        value: store_url_env,
+    },
+    RestartKey {
+        path: "store.pool_size",
+        value: store_pool_size,
+    },
+    RestartKey {
+        path: "store.connect_timeout",
+        value: store_connect_timeout,
     },
     RestartKey {
         path: "admin.listen",

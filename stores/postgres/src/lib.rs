@@ -41,6 +41,7 @@ use authd_store_api::{Maintenance, PurgeCounts, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 
+pub use schema::CURRENT as SCHEMA_VERSION;
 pub use url::{ConnectionUrl, UrlError, mask_url};
 
 /// How the pool and its calls are bounded.
@@ -268,7 +269,10 @@ pub(crate) type Outcome<T> = Result<(T, Conn), Failure>;
 fn classify(e: &tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
         // The connection: refused, closed, timed out.
-        return StoreError::Unavailable(format!("PostgreSQL: {e}"));
+        let cause = std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        return StoreError::Unavailable(format!("PostgreSQL: {e}{cause}"));
     };
     let code = db.code();
     let class = &code.code()[..2.min(code.code().len())];

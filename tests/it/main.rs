@@ -10,6 +10,7 @@ mod delivery;
 mod flows;
 mod http_errors;
 mod multi;
+mod postgres;
 mod reload;
 mod restart;
 mod slow;

@@ -107,7 +107,7 @@ impl std::error::Error for Weakness {}
 /// Checks that `secret` looks like random bytes rather than something a person chose.
 ///
 /// ```
-/// use authd::secret_strength::check;
+/// use authd::tokens::secret_strength::check;
 /// assert!(check(b"passwordpasswordpasswordpassword").is_err());
 /// assert!(check(b"q3Nw0rZ4dGhZXvJ2cM1kYp8+TfLs6Ue9HbQxAi7oWnE=").is_ok());
 /// ```

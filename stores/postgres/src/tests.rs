@@ -183,3 +183,52 @@ async fn while_the_database_is_cut_off_calls_fail_fast_as_unavailable_and_then_r
     drop(store);
     schema.drop_schema().await.unwrap();
 }
+
+/// The machine's PostgreSQL serves TLS with Debian's self-signed "snakeoil" certificate for
+/// `localhost`: trusted through `sslrootcert`, the connection is TLS and verified; with the
+/// public roots only, it is refused (the certificate is verified, never just accepted).
+#[tokio::test]
+async fn tls_is_used_and_the_server_certificate_is_verified() {
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let Some(url) = database_url() else { return };
+    if !std::path::Path::new(SNAKEOIL).exists() || !url.contains("127.0.0.1") {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"TLS test skipped: no snakeoil certificate or not a local database\n",
+        );
+        return;
+    }
+    let schema = TestSchema::create(&url).await.unwrap();
+    // The schema's URL has a query already (its search_path).
+    let local = schema.url.replacen("127.0.0.1", "localhost", 1);
+    let verified = format!("{local}&sslmode=verify-full&sslrootcert={SNAKEOIL}");
+    let (store, _) = open(&verified, settings(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let on_tls = store
+        .with(|conn| async move {
+            let row = conn
+                .client()
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await?;
+            Ok((row.get::<_, bool>(0), conn))
+        })
+        .await
+        .unwrap();
+    assert!(on_tls, "the connection is not TLS");
+
+    drop(store);
+    let public_roots = format!("{local}&sslmode=require");
+    let err = open(&public_roots, settings(), Duration::from_millis(500))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, OpenError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}

@@ -814,3 +814,103 @@ async fn a_redb_store_copied_to_postgres_keeps_users_sessions_and_pending_messag
     drop(dir);
     c.stop().await;
 }
+
+/// Round trips to PostgreSQL per request, counted through a proxy (one request at a time, a
+/// pool of one connection whose statements are already prepared): what BENCHMARKS.md quotes,
+/// and a guard against a change that adds a round trip to a hot route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_route_are_few_and_known() {
+    let Some(url) = testing::database_url() else {
+        return;
+    };
+    let schema = TestSchema::create(&url).await.unwrap();
+    let proxy = Proxy::start(testing::upstream_of(&url)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = pg_config(&proxy.url_through(&schema.url), dir.path(), &users())
+        .replace("pool_size = 4", "pool_size = 1");
+    let config = authd::parse_config(&text).unwrap();
+    let daemon = Daemon::start(config, &text).await.unwrap();
+    let base = format!("http://{}", daemon.addr());
+    let client = client();
+    let register = |i: usize| json!({"user": {"email": format!("u{i}@example.com"), "password": "correct horse", "password_confirmation": "correct horse"}});
+    let sign_in = |password: &str| json!({"email": "u0@example.com", "password": password});
+    let post = |path: &'static str, body: Value| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move { call(&client, Method::POST, &url, None, Some(&body)).await }
+    };
+    // Warm-up: every statement of these routes prepared on the one connection.
+    let (_, _, body) = post("/auth/user/password/register", register(0)).await;
+    let token = token_of(&body);
+    post("/auth/user/password/sign_in", sign_in("correct horse")).await;
+    post("/auth/user/password/sign_in", sign_in("wrong horse")).await;
+    post("/auth/user/password/sign_in", sign_in("correct horse")).await;
+    let me = format!("{base}/auth/user/me");
+    call(&client, Method::GET, &me, Some(&token), None).await;
+
+    const N: u64 = 20;
+    let mut measured: Vec<(&str, u64)> = Vec::new();
+    // Per request, rounded: the outbox worker's idle check may fall into a run.
+    let per_request =
+        |sends_before: u64| (proxy.client_sends.load(Ordering::SeqCst) - sends_before + N / 2) / N;
+    let before = proxy.client_sends.load(Ordering::SeqCst);
+    for _ in 0..N {
+        let (status, _, _) = call(&client, Method::GET, &me, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    measured.push(("GET /me", per_request(before)));
+    let before = proxy.client_sends.load(Ordering::SeqCst);
+    for _ in 0..N {
+        let (status, _, _) = post("/auth/user/password/sign_in", sign_in("correct horse")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    measured.push(("sign_in", per_request(before)));
+    let before = proxy.client_sends.load(Ordering::SeqCst);
+    for _ in 0..N {
+        let (status, _, _) = post("/auth/user/password/sign_in", sign_in("wrong horse")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Cleared again, so that the limit is never reached.
+        post("/auth/user/password/sign_in", sign_in("correct horse")).await;
+    }
+    let wrong_and_right = proxy.client_sends.load(Ordering::SeqCst) - before;
+    let right = measured[1].1;
+    measured.push((
+        "sign_in, wrong password",
+        (wrong_and_right + N / 2) / N - right,
+    ));
+    let before = proxy.client_sends.load(Ordering::SeqCst);
+    for i in 1..=N as usize {
+        let (status, _, _) = post("/auth/user/password/register", register(i)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    measured.push(("register", per_request(before)));
+    let before = proxy.client_sends.load(Ordering::SeqCst);
+    for _ in 0..N {
+        let (_, _, body) = post("/auth/user/password/sign_in", sign_in("correct horse")).await;
+        let t = token_of(&body);
+        let (status, _, _) = call(
+            &client,
+            Method::POST,
+            &format!("{base}/auth/user/sign_out"),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let both = proxy.client_sends.load(Ordering::SeqCst) - before;
+    measured.push(("sign_out", (both + N / 2) / N - right));
+
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("PostgreSQL round trips per request: {measured:?}\n").as_bytes(),
+    );
+    let of = |label: &str| measured.iter().find(|(l, _)| *l == label).map(|(_, n)| *n);
+    assert_eq!(of("GET /me"), Some(1), "{measured:?}");
+    assert!(of("sign_in").unwrap() <= 5, "{measured:?}");
+    assert!(of("sign_in, wrong password").unwrap() <= 5, "{measured:?}");
+    assert!(of("register").unwrap() <= 6, "{measured:?}");
+    assert!(of("sign_out").unwrap() <= 2, "{measured:?}");
+    daemon.shutdown().await;
+    drop(proxy);
+    schema.drop_schema().await.unwrap();
+}

@@ -8,9 +8,10 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The variable naming the test database.
@@ -91,6 +92,9 @@ pub async fn run(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
 /// again, on the same port.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Reads from the clients' side that carried data: with one request at a time, about one
+    /// per round trip (statements sent together arrive together).
+    pub client_sends: Arc<AtomicU64>,
     open: Arc<AtomicBool>,
     connections: Connections,
     task: tokio::task::JoinHandle<()>,
@@ -108,14 +112,17 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let open = Arc::new(AtomicBool::new(true));
         let connections = Connections::default();
+        let client_sends = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(serve(
             listener,
             upstream,
             Arc::clone(&open),
             Arc::clone(&connections),
+            Arc::clone(&client_sends),
         ));
         Ok(Proxy {
             addr,
+            client_sends,
             open,
             connections,
             task,
@@ -166,19 +173,43 @@ async fn serve(
     upstream: SocketAddr,
     open: Arc<AtomicBool>,
     connections: Connections,
+    client_sends: Arc<AtomicU64>,
 ) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
+        let Ok((client, _)) = listener.accept().await else {
             continue;
         };
         if !open.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
+        let sends = Arc::clone(&client_sends);
         let task = tokio::spawn(async move {
-            if let Ok(mut server) = TcpStream::connect(upstream).await {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-            }
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let upward = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match client_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            sends.fetch_add(1, Ordering::Relaxed);
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = server_write.shutdown().await;
+            };
+            let downward = async {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                let _ = client_write.shutdown().await;
+            };
+            tokio::join!(upward, downward);
         });
         let mut held = connections.lock().unwrap_or_else(PoisonError::into_inner);
         held.retain(|c| !c.is_finished());

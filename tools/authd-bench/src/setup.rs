@@ -187,17 +187,21 @@ impl Driver {
 }
 
 /// The default config: one `user` resource whose password strategy hashes with `params`.
+///
+/// `request_limit = false`: every registration comes from 127.0.0.1, and the default limit of
+/// registrations per address would refuse most of them. `rate_limit` (sign-in failures) stays
+/// on: its records are written on every sign-in, and are part of what is measured.
 pub(crate) fn default_config(params: &HashParams) -> String {
     format!(
         "version = 1\n\
          [tokens]\nissuer = \"authd-bench\"\n\
          [resources.user]\nattributes.email = {{ type = \"ci_string\", unique = true }}\n\
-         [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\nhash = {}\n",
+         [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\n\
+         request_limit = false\nhash = {}\n",
         params.toml_value()
     )
 }
 
-/// `text` with its listen address and store path replaced.
 /// Where the benchmarked daemon keeps its data.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreTarget {
@@ -216,6 +220,7 @@ impl StoreTarget {
     }
 }
 
+/// `text` with its listen address and store replaced.
 pub(crate) fn relocate(text: &str, port: u16, target: &StoreTarget) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text).context("the config is not valid TOML")?;
     let section = |doc: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {

@@ -914,3 +914,73 @@ async fn round_trips_per_route_are_few_and_known() {
     drop(proxy);
     schema.drop_schema().await.unwrap();
 }
+
+/// `authd serve` on a database that does not answer waits `connect_timeout`, then exits
+/// non-zero saying where it tried (never with the password). Needs no PostgreSQL.
+#[test]
+fn serve_gives_up_after_connect_timeout_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let config = dir.path().join("authd.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\ntype = \"postgres\"\n\
+         url_env = \"AUTHD_DATABASE_URL\"\nconnect_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "AUTHD_DATABASE_URL",
+            format!("postgres://authd:hunter2-secret@127.0.0.1:{port}/authd"),
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}/authd did not answer within 1s")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_brings_a_database_up_to_date_once() {
+    let Some(url) = testing::database_url() else {
+        return;
+    };
+    let schema = TestSchema::create(&url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("authd.toml");
+    std::fs::write(&config, pg_config(&schema.url, dir.path(), &users())).unwrap();
+    let migrate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = migrate();
+    assert!(first.contains("applied migration 1"), "{first}");
+    let second = migrate();
+    assert!(second.contains("already at version 1"), "{second}");
+    schema.drop_schema().await.unwrap();
+}

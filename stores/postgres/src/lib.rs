@@ -35,6 +35,7 @@ mod users;
 pub mod testing;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use authd_store_api::{Maintenance, PurgeCounts, StoreError};
@@ -99,6 +100,11 @@ pub enum OpenError {
 pub struct PgStore {
     pool: Pool,
     settings: Settings,
+    /// Transactions (inserts, updates, throttle changes) may hold at most this many of the
+    /// pool's connections: they wait on row and key locks, and under a flood of sign-ins on
+    /// one key they would otherwise take every connection and make single reads (`/me`)
+    /// wait behind them.
+    transactions: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the store at `url`: waits up to `wait` for the database to answer, then brings its
@@ -184,13 +190,35 @@ impl PgStore {
             .recycle_timeout(Some(settings.connect_attempt_timeout))
             .build()
             .map_err(|e| OpenError::Tls(format!("cannot build the connection pool: {e}")))?;
-        Ok(PgStore { pool, settings })
+        let size = settings.pool_size.max(1);
+        Ok(PgStore {
+            pool,
+            settings,
+            transactions: Arc::new(tokio::sync::Semaphore::new((size - size / 4).max(1))),
+        })
     }
 
     /// The pool's numbers: (connections open, idle, callers waiting).
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size, s.available, s.waiting)
+    }
+
+    /// [`PgStore::with`] for a transaction: waits (within the call's deadline) for one of the
+    /// connections transactions may use, so that a quarter of the pool stays free for reads.
+    pub(crate) async fn with_tx<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<(T, Conn), Failure>>,
+    {
+        let wait = self.settings.statement_timeout;
+        let permit = tokio::time::timeout(wait, self.transactions.acquire())
+            .await
+            .map_err(|_| StoreError::Unavailable("every transaction slot stayed busy".into()))?
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
+        let outcome = self.with(work).await;
+        drop(permit);
+        outcome
     }
 
     /// Runs `work` on a pooled connection within the call's deadline. The connection goes

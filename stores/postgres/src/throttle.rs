@@ -194,6 +194,6 @@ impl ThrottleStore for PgStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        self.with(|conn| apply_ops(conn, ops, now)).await
+        self.with_tx(|conn| apply_ops(conn, ops, now)).await
     }
 }

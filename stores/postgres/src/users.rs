@@ -357,7 +357,7 @@ impl UserStore for PgStore {
         subject: &str,
         user: NewUser,
     ) -> Result<Result<UserRecord, InsertError>, StoreError> {
-        self.with(|conn| insert(conn, subject, user)).await
+        self.with_tx(|conn| insert(conn, subject, user)).await
     }
 
     async fn update(
@@ -366,7 +366,7 @@ impl UserStore for PgStore {
         id: Uuid,
         change: UserUpdate,
     ) -> Result<UpdateOutcome, StoreError> {
-        self.with(|conn| update(conn, subject, id, change)).await
+        self.with_tx(|conn| update(conn, subject, id, change)).await
     }
 
     async fn delete(&self, subject: &str, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
@@ -455,7 +455,7 @@ impl UserStore for PgStore {
         subject: &str,
         entries: Vec<(UniqueKey, Uuid)>,
     ) -> Result<Vec<Collision>, StoreError> {
-        self.with(|conn| rebuild(conn, subject, entries)).await
+        self.with_tx(|conn| rebuild(conn, subject, entries)).await
     }
 
     async fn subjects(&self) -> Result<Vec<String>, StoreError> {

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod store_copy;
 pub mod tokens;
 
 pub use daemon::Daemon;

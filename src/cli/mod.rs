@@ -1,8 +1,11 @@
-//! The command line: `authd serve`, `authd check`, `authd store check`, `authd bench-hash`.
+//! The command line: `authd serve`, `authd check`, `authd migrate`, `authd store check`,
+//! `authd store copy`, `authd bench-hash`.
 //! The binary's edge: the only place that uses `anyhow` and prints for people.
 
 pub mod bench;
 mod check;
+mod copy;
+mod migrate;
 mod serve;
 mod users;
 
@@ -44,6 +47,12 @@ pub enum Command {
         #[arg(long)]
         against: Option<PathBuf>,
     },
+    /// Bring the store's schema up to date without serving (safe while daemons run).
+    Migrate {
+        /// The TOML configuration file naming the store.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Work on the store of a config, with no daemon running on it.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -61,6 +70,25 @@ pub enum StoreCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Copy every record of one config's store into another config's empty store (users
+    /// with their hashes, token state, throttles, the signing key, queued messages). Stop
+    /// the daemons of both first.
+    Copy {
+        /// The config naming the store to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// The config naming the store to copy into (it must be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+/// A runtime for the commands that use the store.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
 
 /// Runs the command line.
@@ -69,8 +97,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::BenchHash(args) => bench::bench_hash_main(&args),
+        Command::Migrate { config } => migrate::migrate(&config),
         Command::Store(StoreCommand::Check { config }) => store_check(&config),
         Command::Users(args) => users::main(args),
+        Command::Store(StoreCommand::Copy { from, to }) => copy::copy(&from, &to),
         Command::Serve { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -33,6 +33,10 @@ impl fmt::Display for Change {
         let show = |v: &Option<toml::Value>| match v {
             None => "(absent)".to_string(),
             Some(toml::Value::Table(_)) => "{...}".to_string(),
+            // A database URL may hold a password.
+            Some(toml::Value::String(url)) if self.path == "store.url" => {
+                format!("{:?}", crate::store::mask_url(url))
+            }
             Some(v) => v.to_string(),
         };
         let sign = match (&self.before, &self.after) {

@@ -67,13 +67,45 @@ pub struct ServerConfig {
 pub enum StoreConfig {
     /// One redb file.
     Redb { path: PathBuf },
+    /// A PostgreSQL database, shared by several daemons.
+    Postgres {
+        url: DatabaseUrl,
+        pool_size: usize,
+        /// How long start-up waits for the database.
+        connect_timeout: Duration,
+    },
+}
+
+/// Where the PostgreSQL URL comes from. Its `Debug` form hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `store.url`, as written.
+    Inline(String),
+    /// `store.url_env`: the variable, read at start.
+    Env(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Inline(url) => write!(f, "Inline({:?})", crate::store::mask_url(url)),
+            DatabaseUrl::Env(var) => write!(f, "Env({var:?})"),
+        }
+    }
 }
 
 impl StoreConfig {
-    /// One line for `authd check` and logs (no secret).
+    /// One line for `authd check` and logs (no secret: a password in the URL is masked).
     pub fn describe(&self) -> String {
         match self {
             StoreConfig::Redb { path } => format!("redb {}", path.display()),
+            StoreConfig::Postgres { url, pool_size, .. } => {
+                let url = match url {
+                    DatabaseUrl::Inline(url) => crate::store::mask_url(url),
+                    DatabaseUrl::Env(var) => format!("${var}"),
+                };
+                format!("postgres {url} (pool {pool_size})")
+            }
         }
     }
 }
@@ -336,14 +368,92 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
 }
 
 fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
+    let only_postgres = |key: &str, set: bool, problems: &mut Problems| {
+        if set {
+            problems.push(
+                format!("store.{key}"),
+                "applies only to type = \"postgres\"",
+            );
+        }
+    };
     match raw.ty.as_str() {
-        "redb" => {}
-        _ => problems.push("store.type", "is not a store type: use \"redb\""),
+        "redb" => {
+            only_postgres("url", raw.url.is_some(), problems);
+            only_postgres("url_env", raw.url_env.is_some(), problems);
+            only_postgres("pool_size", raw.pool_size.is_some(), problems);
+            only_postgres("connect_timeout", raw.connect_timeout.is_some(), problems);
+            let path = raw.path.unwrap_or_else(raw::default_store_path);
+            if path.as_os_str().is_empty() {
+                problems.push("store.path", "must not be empty");
+            }
+            StoreConfig::Redb { path }
+        }
+        "postgres" => {
+            if raw.path.is_some() {
+                problems.push("store.path", "applies only to type = \"redb\"");
+            }
+            let url = match (raw.url, raw.url_env) {
+                (Some(_), Some(_)) => {
+                    problems.push("store.url", "set store.url or store.url_env, not both");
+                    DatabaseUrl::Env(String::new())
+                }
+                (Some(url), None) => {
+                    // Checked as text only: nothing is connected to.
+                    if let Err(why) = crate::store::check_url(&url) {
+                        problems.push("store.url", why);
+                    }
+                    DatabaseUrl::Inline(url)
+                }
+                (None, Some(var)) if var.is_empty() => {
+                    problems.push("store.url_env", "must name an environment variable");
+                    DatabaseUrl::Env(var)
+                }
+                (None, Some(var)) => DatabaseUrl::Env(var),
+                (None, None) => {
+                    problems.push(
+                        "store.url_env",
+                        "type = \"postgres\" needs the database: set url_env (or url)",
+                    );
+                    DatabaseUrl::Env(String::new())
+                }
+            };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let pool_size = raw.pool_size.unwrap_or(4 * cores);
+            if !(1..=1000).contains(&pool_size) {
+                problems.push("store.pool_size", "must be between 1 and 1000");
+            }
+            let connect_timeout = match raw
+                .connect_timeout
+                .as_deref()
+                .map(authd_strategy_api::parse_duration)
+            {
+                None => Duration::from_secs(30),
+                Some(Ok(d)) if d <= Duration::from_secs(3600) => d,
+                Some(Ok(_)) => {
+                    problems.push("store.connect_timeout", "must be at most 1h");
+                    Duration::from_secs(30)
+                }
+                Some(Err(m)) => {
+                    problems.push("store.connect_timeout", m);
+                    Duration::from_secs(30)
+                }
+            };
+            StoreConfig::Postgres {
+                url,
+                pool_size,
+                connect_timeout,
+            }
+        }
+        _ => {
+            problems.push(
+                "store.type",
+                "is not a store type: use \"redb\" or \"postgres\"",
+            );
+            StoreConfig::Redb {
+                path: raw::default_store_path(),
+            }
+        }
     }
-    if raw.path.as_os_str().is_empty() {
-        problems.push("store.path", "must not be empty");
-    }
-    StoreConfig::Redb { path: raw.path }
 }
 
 /// Reads `<table>.<key>_env` / `<table>.<key>_file` into a source.

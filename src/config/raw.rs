@@ -64,24 +64,47 @@ impl Default for RawServer {
     }
 }
 
-/// `[store]`: where users and tokens are kept. Needs a restart to change.
+/// `[store]`: where users and tokens are kept. `type`, `path`, `url`, `url_env`, `pool_size`
+/// and `connect_timeout` need a restart to change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
-    /// `"redb"`: one embedded file (the default).
+    /// `"redb"`: one embedded file, one daemon (the default). `"postgres"`: a PostgreSQL
+    /// database that several daemons share.
     #[serde(rename = "type", default = "default_store_type")]
     pub ty: String,
     /// With `redb`: path of the database file, created (mode 0600) if missing. Default
     /// `authd.redb`.
-    #[serde(default = "default_store_path")]
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// With `postgres`: the database's URL, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    /// `?sslmode=require` (or `verify-full`) connects with TLS and verifies the server's
+    /// certificate against the usual public roots, or against the certificates in the file
+    /// named by `&sslrootcert=/path/ca.pem`. A password in it is never logged or shown;
+    /// prefer `url_env` to keep it out of the file.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// With `postgres`: name of an environment variable holding the URL (read at start).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// With `postgres`: connections this daemon keeps open at most. Default: 4 per core.
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// With `postgres`: how long start-up waits for the database to answer before giving
+    /// up with an error. Default `"30s"`.
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             ty: default_store_type(),
-            path: default_store_path(),
+            path: None,
+            url: None,
+            url_env: None,
+            pool_size: None,
+            connect_timeout: None,
         }
     }
 }
@@ -217,7 +240,7 @@ fn default_body_timeout() -> String {
 fn default_store_type() -> String {
     "redb".into()
 }
-fn default_store_path() -> PathBuf {
+pub(super) fn default_store_path() -> PathBuf {
     PathBuf::from("authd.redb")
 }
 fn default_issuer() -> String {

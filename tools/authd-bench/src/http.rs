@@ -114,6 +114,9 @@ pub(crate) struct Tally {
     pub busy: Vec<Duration>,
     /// 503 answers without `Retry-After`.
     pub busy_without_retry_after: u64,
+    /// 503 answers with code `unavailable`: the store failed (a pool wait timed out, the
+    /// database is down), as opposed to `busy` (the hashing queue is full).
+    pub unavailable: u64,
     /// Other statuses, by code.
     pub other: BTreeMap<u16, u64>,
     /// Requests that got no answer (connection errors, timeouts).
@@ -137,6 +140,12 @@ impl Tally {
                 if !a.retry_after {
                     self.busy_without_retry_after += 1;
                 }
+                let code = serde_json::from_slice::<serde_json::Value>(&a.body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+                if code.as_deref() == Some("unavailable") {
+                    self.unavailable += 1;
+                }
             }
             Ok(a) => *self.other.entry(a.status.as_u16()).or_default() += 1,
             Err(e) => {
@@ -152,6 +161,7 @@ impl Tally {
         self.ok.extend(other.ok);
         self.busy.extend(other.busy);
         self.busy_without_retry_after += other.busy_without_retry_after;
+        self.unavailable += other.unavailable;
         for (k, v) in other.other {
             *self.other.entry(k).or_default() += v;
         }

@@ -37,7 +37,7 @@ use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_jso
 use crate::output::{Progress, Summary, fmt_rate};
 use crate::process::{self, BareChild, DaemonChild, TempDir, free_port};
 use crate::report::{Ceiling, Flood, FloodAlone, Phase, Report, Targets, print_report};
-use crate::setup::{Driver, default_config, password_strategies, relocate};
+use crate::setup::{Driver, StoreTarget, default_config, password_strategies, relocate};
 use crate::system::{self, CpuMark, CpuUsed, Machine, peak_memory};
 
 /// Sign-ins are flooded at this multiple of the measured hashing ceiling.
@@ -51,7 +51,48 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Extra daemon memory allowed beyond one hash's memory per hashing worker.
 const MEMORY_ALLOWANCE: u64 = 64 * 1024 * 1024;
 
+/// The store of one measurement.
+enum Which {
+    Redb,
+    /// A PostgreSQL URL (its `search_path` names a schema made for the run).
+    Postgres(String),
+}
+
+/// Runs the benchmark on redb, and with `--store postgres` on PostgreSQL too, then prints the
+/// reports (and both side by side).
 pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
+    let mut reports = vec![measure(args, authd, Which::Redb)?];
+    if args.store == crate::StoreKind::Postgres {
+        let url = args
+            .database_url
+            .as_deref()
+            .context("--store postgres needs --database-url")?;
+        let schema = crate::pg::Schema::create(url)?;
+        let outcome = measure(args, authd, Which::Postgres(schema.url.clone()));
+        schema.drop_schema()?;
+        reports.push(outcome?);
+    }
+    if args.json {
+        if reports.len() == 1 {
+            println!("{}", serde_json::to_string_pretty(&reports[0])?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+    } else {
+        for (i, report) in reports.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print_report(report);
+        }
+        if reports.len() > 1 {
+            crate::report::print_comparison(&reports);
+        }
+    }
+    Ok(())
+}
+
+fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
     anyhow::ensure!(
         args.duration >= Duration::from_millis(100) && args.duration <= MAX_DURATION,
         "--duration must be between 100ms and 10m"
@@ -86,10 +127,11 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
     std::fs::create_dir(&data_dir)?;
     let port = free_port()?;
     let config_path = config_dir.join("authd.toml");
-    std::fs::write(
-        &config_path,
-        relocate(&text, port, &data_dir.join("bench.redb"))?,
-    )?;
+    let target = match which {
+        Which::Redb => StoreTarget::Redb(data_dir.join("bench.redb")),
+        Which::Postgres(url) => StoreTarget::Postgres(url),
+    };
+    std::fs::write(&config_path, relocate(&text, port, &target)?)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,8 +156,9 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
     let me_uri = uri(format!("/auth/{}/me", driver.subject))?;
 
     progress.step(&format!(
-        "starting the daemon ({}, port {port})",
-        driver.params
+        "starting the daemon ({}, {}, port {port})",
+        driver.params,
+        target.name()
     ));
     let mut daemon = DaemonChild::spawn(authd, &config_path, &dir.0.join("daemon.log"))?;
     let health = runtime.block_on(wait_ready(&http, &health_uri, &mut daemon))?;
@@ -361,6 +404,7 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
         })
     };
     let report = Report {
+        store: target.name().to_string(),
         machine,
         authd: authd.display().to_string(),
         load_average_at_start,
@@ -388,12 +432,7 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
         memory_limit_bytes: memory_limit,
         targets,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// Fails when a phase got no good answer at all (the daemon is broken, not slow).

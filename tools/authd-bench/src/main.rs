@@ -11,6 +11,7 @@
 mod http;
 mod load;
 mod output;
+mod pg;
 mod process;
 mod report;
 mod setup;
@@ -60,7 +61,15 @@ pub(crate) struct Cli {
     /// How long each measured phase runs (100ms to 10m).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) duration: Duration,
-    /// Print JSON instead of text.
+    /// The store: `redb` alone, or `postgres`, measured next to redb in the same run (each
+    /// with a daemon of its own).
+    #[arg(long, value_enum, default_value = "redb")]
+    pub(crate) store: StoreKind,
+    /// With `--store postgres`: the database, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+    /// The run works in a schema of its own, dropped at the end.
+    #[arg(long, value_name = "URL", required_if_eq("store", "postgres"))]
+    pub(crate) database_url: Option<String>,
+    /// Print JSON instead of text (an array of reports with `--store postgres`).
     #[arg(long)]
     pub(crate) json: bool,
     /// Internal: run only the bare hyper server, print its port, and serve until standard input
@@ -68,6 +77,13 @@ pub(crate) struct Cli {
     /// processes of their own).
     #[arg(long, hide = true)]
     pub(crate) serve_bare: bool,
+}
+
+/// The stores `--store` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreKind {
+    Redb,
+    Postgres,
 }
 
 /// A hash algorithm, as named in the config file.

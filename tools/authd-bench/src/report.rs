@@ -29,6 +29,9 @@ pub(crate) struct Phase {
     pub(crate) busy: usize,
     pub(crate) busy_latency: Option<Summary>,
     pub(crate) busy_without_retry_after: u64,
+    /// Of the 503s, those with code `unavailable` (the store failed, e.g. no pooled
+    /// connection in time) rather than `busy`.
+    pub(crate) unavailable: u64,
     pub(crate) other_statuses: BTreeMap<u16, u64>,
     pub(crate) errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +53,7 @@ impl Phase {
             mut ok,
             mut busy,
             busy_without_retry_after,
+            unavailable,
             other,
             errors,
             first_error,
@@ -63,6 +67,7 @@ impl Phase {
             busy: busy.len(),
             busy_latency: Summary::of(&mut busy),
             busy_without_retry_after,
+            unavailable,
             other_statuses: other,
             errors,
             first_error,
@@ -87,6 +92,9 @@ impl Phase {
         s.push_str(&format!("  ({} in {:.1} s", self.ok, self.elapsed_s));
         if self.busy > 0 {
             s.push_str(&format!(", {} busy", self.busy));
+        }
+        if self.unavailable > 0 {
+            s.push_str(&format!(", {} store unavailable", self.unavailable));
         }
         for (code, n) in &self.other_statuses {
             s.push_str(&format!(", {n} x {code}"));
@@ -279,6 +287,8 @@ impl Targets {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
+    /// The store the daemon ran on: `redb` or `postgres`.
+    pub(crate) store: String,
     pub(crate) machine: Machine,
     /// The daemon binary loaded.
     pub(crate) authd: String,
@@ -316,12 +326,13 @@ fn print_busy(p: &Phase) {
     match &p.busy_latency {
         Some(b) => println!(
             "  sign-in 503       {:>9} answers  p50 {:>9}  p99 {:>9}  max {:>9}  ({} without \
-             Retry-After)",
+             Retry-After, {} store unavailable)",
             p.busy,
             fmt_ms(b.median_ms),
             fmt_ms(b.p99_ms),
             fmt_ms(b.max_ms),
-            p.busy_without_retry_after
+            p.busy_without_retry_after,
+            p.unavailable
         ),
         None => println!("  sign-in 503       none"),
     }
@@ -342,7 +353,7 @@ pub(crate) fn print_report(r: &Report) {
             ""
         }
     );
-    println!("daemon {}", r.authd);
+    println!("daemon {}, store {}", r.authd, r.store);
     println!(
         "{} users, concurrency {}, {:.1} s per phase, one client thread, HTTP/1.1 keep-alive \
          on 127.0.0.1; load average at start {}",
@@ -498,4 +509,59 @@ fn print_targets(r: &Report) {
             fmt_bytes(r.memory_per_hash_bytes)
         ),
     );
+}
+
+/// The figures of several runs (one per store) side by side.
+pub(crate) fn print_comparison(reports: &[Report]) {
+    println!();
+    print!("{:<34}", "side by side");
+    for r in reports {
+        print!("{:>16}", r.store);
+    }
+    println!();
+    let row = |label: &str, value: &dyn Fn(&Report) -> String| {
+        print!("{label:<34}");
+        for r in reports {
+            print!("{:>16}", value(r));
+        }
+        println!();
+    };
+    let p99 = |p: &Phase| p.latency.as_ref().map_or("-".into(), |l| fmt_ms(l.p99_ms));
+    row("register /s", &|r| fmt_rate(r.register.per_second));
+    row("register p99", &|r| p99(&r.register));
+    row("hash-only ceiling /s", &|r| {
+        fmt_rate(r.hash_ceiling.per_second)
+    });
+    row("sign-in /s", &|r| fmt_rate(r.sign_in.per_second));
+    row("sign-in % of ceiling", &|r| {
+        format!("{:.1}%", r.sign_in_vs_ceiling * 100.0)
+    });
+    row("sign-in p99", &|r| p99(&r.sign_in));
+    row("/me /s", &|r| fmt_rate(r.me.per_second));
+    row("/me p99", &|r| p99(&r.me));
+    row("/me % of bare hyper", &|r| {
+        format!("{:.1}%", r.me_vs_bare * 100.0)
+    });
+    row("flood: sign-in 503s", &|r| {
+        (r.flood_alone.sign_in.busy + r.flood.sign_in.busy).to_string()
+    });
+    row("flood: 503 unavailable (store)", &|r| {
+        (r.flood_alone.sign_in.unavailable + r.flood.sign_in.unavailable + r.flood.me.unavailable)
+            .to_string()
+    });
+    row("flood: errors, other statuses", &|r| {
+        let other: u64 = r
+            .flood
+            .sign_in
+            .other_statuses
+            .values()
+            .chain(r.flood_alone.sign_in.other_statuses.values())
+            .chain(r.flood.me.other_statuses.values())
+            .sum();
+        format!(
+            "{}, {other}",
+            r.flood.sign_in.errors + r.flood_alone.sign_in.errors + r.flood.me.errors
+        )
+    });
+    row("/me p99 during flood", &|r| p99(&r.flood.me));
 }

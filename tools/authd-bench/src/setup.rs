@@ -3,8 +3,6 @@
 //! and the bodies of its requests. It reads a config only after `authd check` has accepted it,
 //! and must not judge one itself: the daemon is the one authority on its config.
 
-use std::path::Path;
-
 use anyhow::Context as _;
 use authd_password::{HashParams, PasswordConfig};
 use authd_strategy_api::toml;
@@ -189,18 +187,41 @@ impl Driver {
 }
 
 /// The default config: one `user` resource whose password strategy hashes with `params`.
+///
+/// `request_limit = false`: every registration comes from 127.0.0.1, and the default limit of
+/// registrations per address would refuse most of them. `rate_limit` (sign-in failures) stays
+/// on: its records are written on every sign-in, and are part of what is measured.
 pub(crate) fn default_config(params: &HashParams) -> String {
     format!(
         "version = 1\n\
          [tokens]\nissuer = \"authd-bench\"\n\
          [resources.user]\nattributes.email = {{ type = \"ci_string\", unique = true }}\n\
-         [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\nhash = {}\n",
+         [resources.user.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\n\
+         request_limit = false\nhash = {}\n",
         params.toml_value()
     )
 }
 
-/// `text` with its listen address and store path replaced.
-pub(crate) fn relocate(text: &str, port: u16, db: &Path) -> anyhow::Result<String> {
+/// Where the benchmarked daemon keeps its data.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreTarget {
+    /// A redb file at this path.
+    Redb(std::path::PathBuf),
+    /// A PostgreSQL database (a URL whose `search_path` names the run's own schema).
+    Postgres(String),
+}
+
+impl StoreTarget {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            StoreTarget::Redb(_) => "redb",
+            StoreTarget::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// `text` with its listen address and store replaced.
+pub(crate) fn relocate(text: &str, port: u16, target: &StoreTarget) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text).context("the config is not valid TOML")?;
     let section = |doc: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
         match doc.remove(name) {
@@ -216,10 +237,23 @@ pub(crate) fn relocate(text: &str, port: u16, db: &Path) -> anyhow::Result<Strin
     );
     doc.insert("server".into(), toml::Value::Table(server));
     let mut store = section(&mut doc, "store")?;
-    store.insert(
-        "path".into(),
-        toml::Value::String(db.to_string_lossy().into_owned()),
-    );
+    match target {
+        StoreTarget::Redb(db) => {
+            for key in ["type", "url", "url_env", "pool_size", "connect_timeout"] {
+                store.remove(key);
+            }
+            store.insert(
+                "path".into(),
+                toml::Value::String(db.to_string_lossy().into_owned()),
+            );
+        }
+        StoreTarget::Postgres(url) => {
+            store.remove("path");
+            store.remove("url_env");
+            store.insert("type".into(), toml::Value::String("postgres".into()));
+            store.insert("url".into(), toml::Value::String(url.clone()));
+        }
+    }
     doc.insert("store".into(), toml::Value::Table(store));
     toml::to_string(&doc).context("cannot write the benchmark's config")
 }
@@ -232,7 +266,12 @@ mod tests {
     #[test]
     fn relocation_replaces_only_the_listen_address_and_the_store() {
         let text = default_config(&HashParams::default());
-        let out = relocate(&text, 4321, Path::new("/tmp/x y/bench.redb")).unwrap();
+        let out = relocate(
+            &text,
+            4321,
+            &StoreTarget::Redb("/tmp/x y/bench.redb".into()),
+        )
+        .unwrap();
         let doc: toml::Table = toml::from_str(&out).unwrap();
         assert_eq!(doc["server"]["listen"].as_str(), Some("127.0.0.1:4321"));
         assert_eq!(doc["store"]["path"].as_str(), Some("/tmp/x y/bench.redb"));
@@ -240,6 +279,20 @@ mod tests {
         let setups = password_strategies(&out).unwrap();
         assert_eq!(setups.len(), 1);
         assert_eq!(setups[0].config.hash, HashParams::default());
+
+        let pg = relocate(
+            &text,
+            4321,
+            &StoreTarget::Postgres("postgres://u@127.0.0.1/b".into()),
+        )
+        .unwrap();
+        let doc: toml::Table = toml::from_str(&pg).unwrap();
+        assert_eq!(doc["store"]["type"].as_str(), Some("postgres"));
+        assert_eq!(
+            doc["store"]["url"].as_str(),
+            Some("postgres://u@127.0.0.1/b")
+        );
+        assert!(doc["store"].get("path").is_none());
     }
 
     #[test]

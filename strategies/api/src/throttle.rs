@@ -66,10 +66,57 @@ impl Counted {
 }
 
 /// Attempts counted and not settled yet.
+///
+/// A reservation dropped without being settled (the attempt ended early on an error, a
+/// database outage say) gives its counts back in the background, retrying for a while: an
+/// outage must not lock users out for attempts that never happened.
 #[must_use = "settle the reservation after the attempt"]
-#[derive(Debug)]
 pub struct Reservation {
     keys: Vec<Counted>,
+    throttle: Option<Throttle>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// Attempts to give a dropped reservation back, and the first wait between them.
+const RELEASE_TRIES: u32 = 6;
+const RELEASE_FIRST_WAIT: Duration = Duration::from_millis(500);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        let (Some(throttle), false) = (self.throttle.take(), keys.is_empty()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let ops: Vec<(ThrottleKey, ThrottleOp)> =
+                keys.iter().map(|k| (k.key, ThrottleOp::Refund)).collect();
+            let mut wait = RELEASE_FIRST_WAIT;
+            for _ in 0..RELEASE_TRIES {
+                let now = throttle.clock.now_secs();
+                if throttle
+                    .store
+                    .throttle_apply(ops.clone(), now)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            tracing::warn!("TH0001 the counts of an interrupted attempt could not be given back");
+        });
+    }
 }
 
 /// The throttling service.
@@ -91,7 +138,10 @@ impl Throttle {
     /// When the store fails.
     pub async fn reserve(&self, keys: Vec<Counted>) -> Result<Result<Reservation, u64>, Error> {
         if keys.is_empty() {
-            return Ok(Ok(Reservation { keys }));
+            return Ok(Ok(Reservation {
+                keys,
+                throttle: None,
+            }));
         }
         let ops = keys
             .iter()
@@ -118,7 +168,10 @@ impl Throttle {
             .max();
         Ok(match locked {
             Some(secs) => Err(secs.max(1)),
-            None => Ok(Reservation { keys }),
+            None => Ok(Reservation {
+                keys,
+                throttle: Some(self.clone()),
+            }),
         })
     }
 
@@ -128,12 +181,13 @@ impl Throttle {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn settle(&self, reservation: Reservation, success: bool) -> Result<(), Error> {
-        if reservation.keys.is_empty() {
+    pub async fn settle(&self, mut reservation: Reservation, success: bool) -> Result<(), Error> {
+        reservation.throttle = None;
+        let keys = std::mem::take(&mut reservation.keys);
+        if keys.is_empty() {
             return Ok(());
         }
-        let ops = reservation
-            .keys
+        let ops = keys
             .iter()
             .map(|k| {
                 let op = match (success, k.kind) {
@@ -155,15 +209,13 @@ impl Throttle {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn release(&self, reservation: Reservation) -> Result<(), Error> {
-        if reservation.keys.is_empty() {
+    pub async fn release(&self, mut reservation: Reservation) -> Result<(), Error> {
+        reservation.throttle = None;
+        let keys = std::mem::take(&mut reservation.keys);
+        if keys.is_empty() {
             return Ok(());
         }
-        let ops = reservation
-            .keys
-            .iter()
-            .map(|k| (k.key, ThrottleOp::Refund))
-            .collect();
+        let ops = keys.iter().map(|k| (k.key, ThrottleOp::Refund)).collect();
         self.store
             .throttle_apply(ops, self.clock.now_secs())
             .await?;
@@ -312,6 +364,37 @@ impl RequestLimit {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reservation_dropped_without_settling_gives_its_counts_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = authd_store_redb::open(&dir.path().join("t.redb")).unwrap();
+        let store: Arc<dyn ThrottleStore> = Arc::new(store);
+        let throttle = Throttle::new(Arc::clone(&store), Clock::system());
+        let limit = Limit {
+            max: 3,
+            window: Duration::from_secs(60),
+        };
+        let key = Counted::identity("user/password", "ada@example.com", limit);
+        for _ in 0..5 {
+            // An attempt that ends on an error before it is settled.
+            let reservation = throttle.reserve(vec![key.clone()]).await.unwrap().unwrap();
+            drop(reservation);
+            for _ in 0..100 {
+                if store.throttle_get(&key.key).await.unwrap().unwrap().count == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        assert_eq!(throttle.locked_for(&key.key).await.unwrap(), None);
+        // Settled attempts do count.
+        for _ in 0..3 {
+            let r = throttle.reserve(vec![key.clone()]).await.unwrap().unwrap();
+            throttle.settle(r, false).await.unwrap();
+        }
+        assert!(throttle.locked_for(&key.key).await.unwrap().is_some());
+    }
 
     #[test]
     fn addresses_are_counted_by_v4_or_v6_slash_64() {

@@ -459,7 +459,7 @@ pub async fn resend(
             limit.identity(&scope, &value),
             limit.address(&scope, client_ip),
         ];
-        if let Err(retry_after_secs) = generation.services.throttle().reserve(keys).await? {
+        if let Err(retry_after_secs) = generation.services.throttle().count(keys).await? {
             return Ok(Err(Rejection::RateLimited { retry_after_secs }));
         }
     }

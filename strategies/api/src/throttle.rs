@@ -175,6 +175,18 @@ impl Throttle {
         })
     }
 
+    /// Counts one request against every key for good (a request limit: what is counted is the
+    /// request itself, success or not). `Err(seconds)` when a key is locked.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn count(&self, keys: Vec<Counted>) -> Result<Result<(), u64>, Error> {
+        Ok(self.reserve(keys).await?.map(|mut kept| {
+            kept.throttle = None;
+            kept.keys.clear();
+        }))
+    }
+
     /// Settles attempts in one durable write, success or not (so both cost the same): a
     /// success clears its identities and gives back its addresses' counts; a failure keeps
     /// them counted.
@@ -388,6 +400,17 @@ mod tests {
             }
         }
         assert_eq!(throttle.locked_for(&key.key).await.unwrap(), None);
+        // Requests counted for good stay counted.
+        let other = Counted::address(
+            "requests:user/password/register",
+            "192.0.2.1".parse().unwrap(),
+            limit,
+        );
+        for _ in 0..3 {
+            assert_eq!(throttle.count(vec![other.clone()]).await.unwrap(), Ok(()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(throttle.count(vec![other.clone()]).await.unwrap().is_err());
         // Settled attempts do count.
         for _ in 0..3 {
             let r = throttle.reserve(vec![key.clone()]).await.unwrap().unwrap();

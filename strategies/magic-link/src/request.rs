@@ -58,7 +58,7 @@ impl MagicLinkStrategy {
             if let Some(ip) = request.client_ip {
                 keys.push(limit.address(&scope, ip));
             }
-            if let Err(retry_after_secs) = inner.throttle.reserve(keys).await? {
+            if let Err(retry_after_secs) = inner.throttle.count(keys).await? {
                 return Ok(Verdict::Rejected(Rejection::RateLimited {
                     retry_after_secs,
                 }));

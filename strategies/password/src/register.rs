@@ -16,7 +16,7 @@ impl Inner {
         let params = &request.params;
         if let (Some(limit), Some(ip)) = (&c.request_limit, request.client_ip) {
             let keys = vec![limit.address(&format!("{}/register", self.scope), ip)];
-            if let Err(retry_after) = self.throttle.reserve(keys).await? {
+            if let Err(retry_after) = self.throttle.count(keys).await? {
                 return rate_limited(retry_after);
             }
         }

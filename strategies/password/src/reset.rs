@@ -52,7 +52,7 @@ impl PasswordStrategy {
             if let Some(ip) = request.client_ip {
                 keys.push(limit.address(&scope, ip));
             }
-            if let Err(retry_after) = inner.throttle.reserve(keys).await? {
+            if let Err(retry_after) = inner.throttle.count(keys).await? {
                 return rate_limited(retry_after);
             }
         }

@@ -1,7 +1,9 @@
 //! The request path of `GET /auth/user/me` without a network: routing, bearer parsing, JWT
 //! verification, the revocation check, the user lookup and the JSON answer, through
 //! `Daemon::handle` exactly as the server runs it for a request read off a socket. Also
-//! `/healthz` (routing and JSON only) and a refused token, for comparison.
+//! `/healthz` (routing and JSON only) and a refused token, for comparison. `/me` is measured
+//! on two daemons in the same run: tokens signed with HS256 and with EdDSA (the default),
+//! both verified through the verified-token cache as in production.
 //!
 //! Run with `cargo bench --bench me`.
 
@@ -38,16 +40,12 @@ fn request(method: Method, path: &str, bearer: Option<&str>, body: &str) -> Requ
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn me(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+/// A daemon signing with `alg`, and the session token of one registered user.
+fn daemon(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, alg: &str) -> (Daemon, String) {
     let text = format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = {:?}\n{CONFIG}",
-        dir.path().join("bench.redb").display().to_string()
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = {:?}\n\
+         [tokens]\nsigning_algorithm = \"{alg}\"\n{CONFIG}",
+        dir.join(format!("bench-{alg}.redb")).display().to_string()
     );
     let config = authd::parse_config(&text).unwrap_or_else(|p| panic!("{p}"));
     let daemon = runtime
@@ -75,20 +73,40 @@ fn me(c: &mut Criterion) {
             .unwrap_or_else(|| panic!("no token: {body}"))
             .to_string()
     });
+    (daemon, token)
+}
+
+fn me(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let daemons: Vec<(&str, Daemon, String)> = ["HS256", "EdDSA"]
+        .into_iter()
+        .map(|alg| {
+            let (daemon, token) = daemon(&runtime, dir.path(), alg);
+            (alg, daemon, token)
+        })
+        .collect();
 
     let mut group = c.benchmark_group("request_path");
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    group.bench_function("me", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let response = daemon
-                .handle(request(Method::GET, "/auth/user/me", Some(&token), ""))
-                .await;
-            assert_eq!(response.status(), StatusCode::OK);
-            black_box(response)
+    for (alg, daemon, token) in &daemons {
+        group.bench_function(format!("me_{alg}"), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = daemon
+                    .handle(request(Method::GET, "/auth/user/me", Some(token), ""))
+                    .await;
+                assert_eq!(response.status(), StatusCode::OK);
+                black_box(response)
+            });
         });
-    });
+    }
+    let daemon = &daemons[1].1;
     group.bench_function("me_invalid_token", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = daemon
@@ -113,7 +131,9 @@ fn me(c: &mut Criterion) {
         });
     });
     group.finish();
-    runtime.block_on(daemon.shutdown());
+    for (_, daemon, _) in daemons {
+        runtime.block_on(daemon.shutdown());
+    }
 }
 
 criterion_group!(benches, me);

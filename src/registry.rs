@@ -66,10 +66,22 @@ pub struct Route {
 
 /// Lists every route a config serves, in a stable order.
 pub fn routes(config: &Config) -> Vec<Route> {
-    let mut out = vec![Route {
-        methods: vec!["GET"],
-        path: "/healthz".into(),
-    }];
+    let mut out = vec![
+        Route {
+            methods: vec!["GET"],
+            path: "/healthz".into(),
+        },
+        Route {
+            methods: vec!["GET"],
+            path: "/.well-known/jwks.json".into(),
+        },
+    ];
+    if !config.introspection.clients.is_empty() {
+        out.push(Route {
+            methods: vec!["POST"],
+            path: "/auth/introspect".into(),
+        });
+    }
     for resource in &config.resources {
         let subject = &resource.spec.name;
         out.push(Route {

@@ -61,6 +61,80 @@ pub async fn authenticate(
     }))
 }
 
+/// RFC 7662's answer for `token`, by the same rules as [`authenticate`]: a live session token
+/// (signature, times, purpose, not signed out, the user's session epoch) or an API key of a
+/// resource's strategy is `{"active": true, ...}`; anything else is `{"active": false}`,
+/// whatever the reason.
+///
+/// # Errors
+/// When the machinery fails (the store is down), never for a bad token.
+pub async fn introspect(generation: &Generation, token: &str) -> Result<Value, Error> {
+    let inactive = json!({ "active": false });
+    // An API key: the resources with a strategy that recognizes its form.
+    for resource in generation.registry.resources() {
+        let subject = resource.name.as_str();
+        let recognized = generation
+            .registry
+            .strategies_of(subject)
+            .any(|(_, s)| s.recognizes_bearer(token));
+        if !recognized {
+            continue;
+        }
+        // Several resources may take keys of one form: the one that knows the key answers.
+        if let Some(Session {
+            user,
+            credential: Credential::ApiKey { strategy, key_id },
+        }) = authenticate(generation, subject, token).await?
+        {
+            return Ok(json!({
+                "active": true,
+                "sub": authd_strategy_api::Claims::subject_claim(subject, user.id),
+                "iss": generation.tokens.issuer(),
+                "token_type": "api_key",
+                "strategy": strategy,
+                "key_id": key_id,
+            }));
+        }
+    }
+    // A session token: its subject is in its `sub`, checked again by `authenticate`.
+    let claims = match generation.tokens.verify(token) {
+        Ok(claims) => claims,
+        Err(TokenError::Invalid) => return Ok(inactive),
+        Err(TokenError::Internal(e)) => return Err(e),
+    };
+    let Some((subject, _)) = claims.sub.split_once('?') else {
+        return Ok(inactive);
+    };
+    if !generation.registry.has_subject(subject) {
+        return Ok(inactive);
+    }
+    Ok(match authenticate(generation, subject, token).await? {
+        Some(Session {
+            credential: Credential::Token(claims),
+            ..
+        }) => {
+            let mut answer = json!({
+                "active": true,
+                "sub": claims.sub,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "nbf": claims.nbf,
+                "iss": claims.iss,
+                "jti": claims.jti,
+                "purpose": claims.purpose.as_str(),
+                "token_type": "session",
+            });
+            match claims.aud.as_slice() {
+                [] => {}
+                [one] => answer["aud"] = json!(one),
+                many => answer["aud"] = json!(many),
+            }
+            answer
+        }
+        _ => inactive,
+    })
+}
+
 /// A session token for `user`.
 ///
 /// # Errors

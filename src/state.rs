@@ -35,6 +35,8 @@ pub struct Generation {
     pub services: Services,
     /// The admin token, read when this generation was built; `None` without `[admin]`.
     pub admin_token: Option<Vec<u8>>,
+    /// `[introspection.clients]`: `(name, secret)`, read when this generation was built.
+    pub introspection_clients: Vec<(String, Vec<u8>)>,
 }
 
 /// What every request shares, across generations.

@@ -47,6 +47,36 @@ pub fn describe(path: &Path, config: &Config) -> String {
             .map(|a| format!("  admin {}", a.listen))
             .unwrap_or_default()
     );
+    let tokens = &config.tokens;
+    let keys = if tokens.algorithm.is_hmac() {
+        "one HMAC secret".to_string()
+    } else if tokens.keys.is_empty() {
+        match tokens.rotate_every {
+            Some(d) => format!(
+                "generated keys, rotated every {}",
+                humantime::format_duration(d)
+            ),
+            None => "a generated key".to_string(),
+        }
+    } else {
+        let listed: Vec<String> = tokens
+            .keys
+            .iter()
+            .map(|k| format!("{} {}", k.label(), k.state.name()))
+            .collect();
+        format!("keys {}", listed.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "tokens {} with {keys}; issuer {}{}",
+        tokens.algorithm.name(),
+        tokens.issuer,
+        if tokens.audience.is_empty() {
+            String::new()
+        } else {
+            format!("; audience {}", tokens.audience.join(", "))
+        }
+    );
     for resource in &config.resources {
         let attrs: Vec<String> = resource
             .spec
@@ -122,6 +152,14 @@ pub fn check(path: &Path, against: Option<&Path>) -> ExitCode {
         println!("{} -> {}:", current_path.display(), path.display());
         for change in &changes {
             println!("  {change}");
+        }
+    }
+    let now = authd_strategy_api::Clock::system().now_secs();
+    let keys = crate::config::key_changes(&current, &config, now);
+    if !keys.is_empty() {
+        println!("signing keys, if reloaded now:");
+        for line in &keys {
+            println!("  {line}");
         }
     }
     let refused = crate::config::refused_changes(&current, &config);

@@ -59,6 +59,12 @@ impl fmt::Display for Change {
     }
 }
 
+/// The changes to signing keys, in words, as a reload at `now` would make them (see
+/// [`crate::tokens::diff`]).
+pub fn key_changes(current: &Config, new: &Config, now: u64) -> Vec<String> {
+    crate::tokens::diff::key_changes(current, new, now)
+}
+
 /// Lists the changes from `current` to `new`. Both texts must parse as TOML; `new_config` and
 /// `current_config` are their validated forms (to tell a real restart-only change from a
 /// default written out).

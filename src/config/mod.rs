@@ -19,21 +19,34 @@ mod diff;
 pub mod file;
 mod raw;
 mod restart;
+mod tokens;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
 
-pub use diff::{Applies, Change, changes};
+pub use diff::{Applies, Change, changes, key_changes};
 pub use restart::{RESTART_ONLY, refused_changes};
+pub use tokens::{IntrospectionConfig, KeyConfig, KeyState, SigningAlgorithm, TokensConfig};
 
-use raw::{RawAdmin, RawAttribute, RawConfirmation, RawServer, RawStore, RawTokens};
+use raw::{
+    RawAdmin, RawAttribute, RawConfirmation, RawIntrospection, RawServer, RawStore, RawTokens,
+};
+use tokens::{check_audience, check_introspection, check_tokens};
 
 /// The only file format version so far.
 pub const VERSION: i64 = 1;
 
 /// The top-level keys of the file.
-const TOP_LEVEL: &[&str] = &["version", "server", "store", "tokens", "admin", "resources"];
+const TOP_LEVEL: &[&str] = &[
+    "version",
+    "server",
+    "store",
+    "tokens",
+    "admin",
+    "introspection",
+    "resources",
+];
 
 /// Strategy names that would clash with the resource's own routes (`/auth/<subject>/me`).
 const RESERVED_STRATEGY_NAMES: &[&str] = &["me", "sign_out", "sign_out_all", "confirm"];
@@ -45,7 +58,29 @@ pub struct Config {
     pub store: StoreConfig,
     pub tokens: TokensConfig,
     pub admin: Option<AdminConfig>,
+    pub introspection: IntrospectionConfig,
     pub resources: Vec<Resource>,
+}
+
+impl Config {
+    /// The longest lifetime of any token this config issues (sessions and every strategy's
+    /// tokens): how long a retired key keeps verifying.
+    pub fn longest_token_lifetime(&self) -> Duration {
+        self.resources
+            .iter()
+            .flat_map(|r| &r.strategies)
+            .filter_map(|s| s.validated.longest_token_lifetime())
+            .fold(self.tokens.token_lifetime, Duration::max)
+    }
+
+    /// The audiences of `subject`'s tokens: the resource's own, else `tokens.audience`.
+    pub fn audience_of(&self, subject: &str) -> &[String] {
+        self.resources
+            .iter()
+            .find(|r| r.spec.name == subject)
+            .and_then(|r| r.audience.as_deref())
+            .unwrap_or(&self.tokens.audience)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,14 +153,6 @@ pub struct AdminConfig {
     pub token: SecretSource,
 }
 
-/// HMAC algorithms for signing tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SigningAlgorithm {
-    Hs256,
-    Hs384,
-    Hs512,
-}
-
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -135,18 +162,12 @@ pub enum SecretSource {
     Generated,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokensConfig {
-    pub issuer: String,
-    pub algorithm: SigningAlgorithm,
-    pub secret: SecretSource,
-    pub token_lifetime: Duration,
-}
-
 /// A resource (a kind of user) and its strategies.
 #[derive(Debug)]
 pub struct Resource {
     pub spec: ResourceSpec,
+    /// `audience`: overrides `tokens.audience` for this resource's tokens.
+    pub audience: Option<Vec<String>>,
     pub strategies: Vec<StrategyConfig>,
     pub confirmation: Option<ConfirmationConfig>,
 }
@@ -241,6 +262,9 @@ impl Config {
             .map(|raw| check_store(raw, &mut problems));
         let tokens = read_section::<RawTokens>(&mut doc, "tokens", &mut problems)
             .map(|raw| check_tokens(raw, &mut problems));
+        let introspection =
+            read_section::<RawIntrospection>(&mut doc, "introspection", &mut problems)
+                .map(|raw| check_introspection(raw, &mut problems));
         let admin = match doc.remove("admin") {
             None => Some(None),
             Some(value) => TableReader::read::<RawAdmin>("admin", value, &mut problems)
@@ -267,13 +291,16 @@ impl Config {
             problems.push("admin.listen", "must differ from server.listen");
         }
 
-        match (server, store, tokens, admin) {
-            (Some(server), Some(store), Some(tokens), Some(admin)) if problems.is_empty() => {
+        match (server, store, tokens, admin, introspection) {
+            (Some(server), Some(store), Some(tokens), Some(admin), Some(introspection))
+                if problems.is_empty() =>
+            {
                 Ok(Config {
                     server,
                     store,
                     tokens,
                     admin,
+                    introspection,
                     resources,
                 })
             }
@@ -483,42 +510,6 @@ fn secret_source(
     }
 }
 
-fn check_tokens(raw: RawTokens, problems: &mut Problems) -> TokensConfig {
-    let algorithm = match raw.signing_algorithm.as_str() {
-        "HS256" => SigningAlgorithm::Hs256,
-        "HS384" => SigningAlgorithm::Hs384,
-        "HS512" => SigningAlgorithm::Hs512,
-        _ => {
-            problems.push(
-                "tokens.signing_algorithm",
-                "is not supported: use HS256, HS384 or HS512",
-            );
-            SigningAlgorithm::Hs256
-        }
-    };
-    let secret = secret_source(
-        "tokens.signing_secret_env",
-        "tokens.signing_secret_file",
-        raw.signing_secret_env,
-        raw.signing_secret_file,
-        problems,
-    )
-    .unwrap_or(SecretSource::Generated);
-    if raw.issuer.is_empty() {
-        problems.push("tokens.issuer", "must not be empty");
-    }
-    let token_lifetime = parse_lifetime(&raw.token_lifetime).unwrap_or_else(|m| {
-        problems.push("tokens.token_lifetime", m);
-        Duration::ZERO
-    });
-    TokensConfig {
-        issuer: raw.issuer,
-        algorithm,
-        secret,
-        token_lifetime,
-    }
-}
-
 fn check_admin(raw: RawAdmin, problems: &mut Problems) -> AdminConfig {
     let listen = check_listen("admin.listen", &raw.listen, problems);
     let token = secret_source(
@@ -556,13 +547,21 @@ fn check_resource(
         return None;
     };
     for key in table.keys() {
-        if !["attributes", "strategies", "confirmation"].contains(&key.as_str()) {
+        if !["attributes", "strategies", "confirmation", "audience"].contains(&key.as_str()) {
             problems.push(
                 format!("{path}.{key}"),
-                "unknown key (expected attributes, strategies, confirmation)",
+                "unknown key (expected attributes, strategies, confirmation, audience)",
             );
         }
     }
+    let audience = match table.remove("audience") {
+        None => None,
+        Some(value) => {
+            let at = format!("{path}.audience");
+            TableReader::read::<Vec<String>>(&at, value, problems)
+                .map(|list| check_audience(&at, list, problems))
+        }
+    };
 
     let mut attributes = Vec::new();
     let mut ok = true;
@@ -690,6 +689,7 @@ fn check_resource(
 
     Some(Resource {
         spec,
+        audience,
         strategies,
         confirmation,
     })

@@ -115,20 +115,60 @@ pub(super) struct RawTokens {
     /// The `iss` claim written and required. Default `authd`.
     #[serde(default = "default_issuer")]
     pub issuer: String,
-    /// `HS256` (default), `HS384` or `HS512`. Tokens signed otherwise are refused.
+    /// `EdDSA` (Ed25519, the default), `ES256` (P-256), `RS256` (RSA): asymmetric, verifiable by
+    /// other services with the public keys at `/.well-known/jwks.json`. Or `HS256`, `HS384`,
+    /// `HS512`: HMAC with one secret, verifiable by authd only. Changing it by a reload is a
+    /// rotation: tokens signed before keep verifying until they expire.
     #[serde(default = "default_algorithm")]
     pub signing_algorithm: String,
-    /// Name of an environment variable holding the signing secret (at least 32 random bytes:
-    /// `openssl rand -base64 32`).
+    /// Name of an environment variable holding the HMAC signing secret (at least 32 random
+    /// bytes: `openssl rand -base64 32`). With an asymmetric algorithm, the secret that still
+    /// verifies HMAC tokens issued before the switch.
     #[serde(default)]
     pub signing_secret_env: Option<String>,
-    /// Path of a file holding the signing secret (at least 32 random bytes; one trailing
+    /// Path of a file holding the HMAC signing secret (at least 32 random bytes; one trailing
     /// newline is ignored).
     #[serde(default)]
     pub signing_secret_file: Option<PathBuf>,
     /// Lifetime of session tokens. Default `14d`.
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime: String,
+    /// Audiences written to `aud` and required by authd's own checks, e.g. `["orders-api"]`.
+    /// A resource may override it with its own `audience`. Default: none (no `aud`).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// For generated keys: make a new key this often (e.g. `"30d"`); it is published
+    /// `publish_ahead` before it signs, and the key it replaces is retired. Default: never.
+    #[serde(default)]
+    pub rotate_every: Option<String>,
+    /// How long a new generated key is in the JWKS before it signs (verifiers' caches must have
+    /// it by then). Also bounds the JWKS `max-age` (half of it, at most 1h). Default `"1h"`.
+    #[serde(default = "default_publish_ahead")]
+    pub publish_ahead: String,
+    /// Name of an environment variable holding the key-encryption key(s): base64 of 32 random
+    /// bytes (`openssl rand -base64 32`), several separated by commas, the first sealing and
+    /// all opening. Generated private keys (and strategy secrets such as TOTP seeds) are then
+    /// stored encrypted. Default: stored in clear.
+    #[serde(default)]
+    pub key_encryption_key_env: Option<String>,
+    /// Keys managed by the operator, as PEM files; rotated by editing the list.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+}
+
+/// `[[tokens.keys]]`: one signing key of the operator's.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawKey {
+    /// The `kid` of tokens it signs. Default: the RFC 7638 thumbprint of its public key.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Path of the private key in PEM (PKCS#8 `PRIVATE KEY`, `EC PRIVATE KEY` or
+    /// `RSA PRIVATE KEY`): Ed25519, P-256 or RSA (2048 bits or more).
+    pub file: PathBuf,
+    /// `"pending"` (published, not signing), `"active"` (signs: exactly one) or `"retired"`
+    /// (verifies the tokens it signed until they expire). Default `"active"`.
+    #[serde(default = "default_key_state")]
+    pub state: String,
 }
 
 impl Default for RawTokens {
@@ -139,8 +179,33 @@ impl Default for RawTokens {
             signing_secret_env: None,
             signing_secret_file: None,
             token_lifetime: default_token_lifetime(),
+            audience: Vec::new(),
+            rotate_every: None,
+            publish_ahead: default_publish_ahead(),
+            key_encryption_key_env: None,
+            keys: Vec::new(),
         }
     }
+}
+
+/// `[introspection.clients.NAME]`: a service allowed to call `POST /auth/introspect` with
+/// HTTP Basic (`NAME` and the secret).
+#[derive(Debug, Deserialize)]
+pub(super) struct RawIntrospectionClient {
+    /// Name of an environment variable holding the client's secret (at least 32 random bytes).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Path of a file holding the client's secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `[introspection]`: RFC 7662 token introspection for the services behind authd.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawIntrospection {
+    /// The clients, by name.
+    #[serde(default)]
+    pub clients: std::collections::BTreeMap<String, RawIntrospectionClient>,
 }
 
 /// `[admin]`: the operators' listener (`/admin/...`). Without the table there is none.
@@ -247,7 +312,13 @@ fn default_issuer() -> String {
     "authd".into()
 }
 fn default_algorithm() -> String {
-    "HS256".into()
+    "EdDSA".into()
+}
+fn default_publish_ahead() -> String {
+    "1h".into()
+}
+fn default_key_state() -> String {
+    "active".into()
 }
 fn default_token_lifetime() -> String {
     "14d".into()

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use authd_strategy_api::{HashPool, Problem, Problems, Services};
+use authd_strategy_api::{ClearSealer, HashPool, Problem, Problems, Sealer, Services};
 use sha2::{Digest, Sha256};
 
 use authd_strategy_api::{Clock, Events, Store};
@@ -12,6 +12,7 @@ use crate::config::{Config, SecretSource};
 use crate::delivery::DaemonSenders;
 use crate::registry::Registry;
 use crate::state::Generation;
+use crate::tokens::kek::{Kek, KekSealer};
 use crate::tokens::{self, TokenService};
 
 /// Why a generation could not be built.
@@ -55,13 +56,21 @@ pub(super) async fn build(
     number: u64,
     previous_pool: Option<&HashPool>,
 ) -> Result<Generation, BuildError> {
-    let secret = tokens::load_secret(&config.tokens, core.store.as_ref()).await?;
-    let tokens = Arc::new(TokenService::new(
-        &config.tokens,
-        &secret,
-        core.clock.clone(),
-        Arc::clone(core.events),
-    ));
+    // One key-encryption machinery for signing keys and strategy secrets (TOTP seeds).
+    let sealer: Arc<dyn Sealer> = match &config.tokens.key_encryption_key_env {
+        Some(var) => Arc::new(KekSealer(Kek::from_env(var).map_err(tokens::Error::from)?)),
+        None => Arc::new(ClearSealer),
+    };
+    let tokens = Arc::new(
+        TokenService::build(
+            config,
+            core.store.as_ref(),
+            Arc::clone(&sealer),
+            core.clock.clone(),
+            Arc::clone(core.events),
+        )
+        .await?,
+    );
     let pool = match previous_pool {
         Some(pool)
             if pool.workers() == config.server.hash_workers
@@ -82,6 +91,14 @@ pub(super) async fn build(
             Some(tokens::read_secret(key, &admin.token)?)
         }
     };
+    let mut introspection_clients = Vec::with_capacity(config.introspection.clients.len());
+    for (name, source) in &config.introspection.clients {
+        let key = match source {
+            SecretSource::File(_) => format!("introspection.clients.{name}.secret_file"),
+            _ => format!("introspection.clients.{name}.secret_env"),
+        };
+        introspection_clients.push((name.clone(), tokens::read_secret(&key, source)?));
+    }
     let services = Services {
         store: Arc::clone(core.store),
         tokens: tokens.clone(),
@@ -89,7 +106,7 @@ pub(super) async fn build(
         senders: core.senders.clone(),
         clock: core.clock.clone(),
         events: Arc::clone(core.events),
-        sealer: Arc::new(authd_strategy_api::ClearSealer),
+        sealer,
     };
     Ok(Generation {
         registry: Registry::build(config, &services),
@@ -101,5 +118,6 @@ pub(super) async fn build(
         pool,
         services,
         admin_token,
+        introspection_clients,
     })
 }

@@ -87,6 +87,18 @@ pub(super) async fn migrate_unique_index(
 }
 
 impl Core {
+    /// Refreshes the signing keys of the generation in force (see `TokenService::refresh`).
+    pub(super) async fn refresh_keys(&self) {
+        let generation = self.shared.current.load_full();
+        match generation.tokens.refresh(self.shared.store.as_ref()).await {
+            Ok(true) => tracing::info!("TK0010 signing keys changed"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "TK0011 signing keys not refreshed; the keys in force stay")
+            }
+        }
+    }
+
     /// Counts, per strategy, the users whose stored hash is not of the current parameters.
     pub(super) async fn census(&self) {
         let generation = self.shared.current.load_full();
@@ -128,7 +140,11 @@ pub(super) async fn run(core: Arc<Core>, stop: CancellationToken) {
     let mut purge = tokio::time::interval(PURGE_EVERY);
     census.tick().await;
     loop {
+        // Signing keys: a rotation that is due, or a key another daemon made (read anew each
+        // turn, as a reload may change the interval).
+        let keys_every = core.shared.current.load().tokens.refresh_every();
         tokio::select! {
+            () = tokio::time::sleep(keys_every) => core.refresh_keys().await,
             _ = census.tick() => core.census().await,
             _ = purge.tick() => match core.shared.store.purge(core.shared.clock.now_secs()).await {
                 Ok(n) if n.dead_tokens + n.throttles > 0 => {

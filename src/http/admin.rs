@@ -446,6 +446,7 @@ async fn status(shared: &Shared, generation: &Generation) -> super::error::Reply
             "stale_hashes": status.stale_hashes,
             "unique_collisions": status.unique_collisions,
             "outbox": outbox,
+            "signing": generation.tokens.status(),
             "hash_pool": {
                 "workers": generation.pool.workers(),
                 "queue_capacity": generation.pool.depth(),

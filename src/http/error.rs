@@ -30,6 +30,8 @@ pub enum Failure {
     NotImplemented(&'static str),
     /// No or a wrong admin token.
     Unauthorized,
+    /// No or wrong client credentials (HTTP Basic) for introspection.
+    ClientUnauthorized,
     Rejected(Rejection),
     /// The store cannot serve now; the cause is for the log.
     Unavailable(String),
@@ -124,6 +126,17 @@ impl Failure {
                 "unauthorized",
                 "A valid admin token is required",
             ),
+            Failure::ClientUnauthorized => Parts {
+                header: Some((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"authd introspection\""),
+                )),
+                ..plain(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "Valid client credentials (HTTP Basic) are required",
+                )
+            },
             Failure::Rejected(Rejection::AuthenticationFailed) => plain(
                 StatusCode::UNAUTHORIZED,
                 "authentication_failed",

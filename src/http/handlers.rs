@@ -72,6 +72,22 @@ pub(super) async fn health(shared: &Shared, generation: &Generation) -> Reply {
     )
 }
 
+/// The public keys that verify authd's tokens (RFC 7517), cacheable for less than
+/// `tokens.publish_ahead`, readable from any origin (they are public).
+pub(super) fn jwks(generation: &Generation) -> Reply {
+    let (body, cache_control) = generation.tokens.jwks();
+    let mut reply = super::error::json_bytes(StatusCode::OK, body);
+    let headers = reply.headers_mut();
+    if let Ok(value) = header::HeaderValue::from_str(&cache_control) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    reply
+}
+
 pub(super) async fn me<B>(
     generation: &Generation,
     subject: &str,

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod client_ip;
 pub mod error;
 mod handlers;
+mod introspect;
 pub mod params;
 mod router;
 

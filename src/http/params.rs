@@ -51,6 +51,46 @@ where
     })
 }
 
+/// Reads a POST body given as a form (`application/x-www-form-urlencoded`, as RFC 7662 sends
+/// it) or as one JSON object, within the same bounds as [`read_params`].
+pub async fn read_form_or_json<B>(req: Request<B>, max: usize) -> Result<Params, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("invalid").to_string());
+    let is_form = content_type.as_deref().is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    });
+    if !is_form {
+        return read_params(req, "", max).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Failure::PayloadTooLarge(max));
+    }
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge(max)),
+        Err(e) if is_timeout(e.as_ref()) => return Err(Failure::Timeout),
+        Err(e) => return Err(Failure::Malformed(format!("could not read the body: {e}"))),
+    };
+    Ok(form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect())
+}
+
 /// Why a request's parameters could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {

@@ -1,4 +1,5 @@
-//! Routing of the public listener: `/healthz`, the resource's own routes
+//! Routing of the public listener: `/healthz`, `/.well-known/jwks.json`, `/auth/introspect`,
+//! the resource's own routes
 //! (`/auth/<subject>/me`, `sign_out`, `sign_out_all`), and each strategy's phases
 //! (`/auth/<subject>/<strategy>[/<phase>[/<param>]]`). `HEAD` is answered as `GET` (hyper
 //! sends no body). Transfer and content codings authd does not decode are refused before any
@@ -14,6 +15,7 @@ use hyper::{Method, Request};
 use super::BoxError;
 use super::error::{Failure, Reply};
 use super::handlers;
+use super::introspect;
 use crate::registry::Registry;
 use crate::state::Shared;
 
@@ -96,6 +98,14 @@ where
         ["healthz"] => {
             allow(&["GET"], req.method())?;
             Ok(handlers::health(shared, &generation).await)
+        }
+        [".well-known", "jwks.json"] => {
+            allow(&["GET"], req.method())?;
+            Ok(handlers::jwks(&generation))
+        }
+        ["auth", "introspect"] => {
+            allow(&["POST"], req.method())?;
+            introspect::introspect(&generation, req).await
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
             allow(&["GET", "PATCH", "DELETE"], req.method())?;

@@ -1,24 +1,43 @@
-//! JWTs: issuing and verifying with `jsonwebtoken`, the algorithm pinned by config, and the
-//! signing secret loaded from the environment, a file, or the store. Also the reading of
-//! other secrets from the same kinds of places (the admin token).
+//! JWTs: issuing and verifying with `jsonwebtoken` ([`TokenService`]), with the keys of the
+//! key set: asymmetric keys (EdDSA, ES256, RS256; generated and kept in the store, or the
+//! operator's PEM files) published as a JWKS, and the HMAC secret (from the environment, a
+//! file, or the store). Also the reading of other secrets from the same kinds of places (the
+//! admin token, introspection clients).
 //!
-//! Verification checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`; what a token is
-//! *for* (purpose, action, revocation) is checked by whoever accepts it.
+//! Verification picks the key by the header's `kid` and `alg` among the keys not gone, then
+//! checks signature, `exp` and `nbf` on authd's clock, `iss` and `aud`; what a token is *for*
+//! (purpose, action, revocation, session epoch) is checked by whoever accepts it, on every
+//! request, never cached here.
+//!
+//! Files: `keys` (key pairs, PEM, JWK, thumbprints), `keyset` (lifecycle and the stored
+//! record), `kek` (sealing at rest), `jwks`, `cache` (verified tokens), `diff` (key changes in
+//! words for `authd check --against`), `secret_strength`.
 
+pub mod cache;
+pub mod diff;
+pub mod jwks;
+pub mod kek;
+pub mod keys;
+pub mod keyset;
 pub mod secret_strength;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use authd_strategy_api::{
-    Claims, Clock, Error as ApiError, Event, Events, IssuedToken, MetaStore, StoreError,
+    Claims, Clock, Error as ApiError, Event, Events, IssuedToken, MetaStore, Sealer, StoreError,
     TokenError, TokenSpec, Tokens,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use uuid::Uuid;
 
-use crate::config::{SecretSource, SigningAlgorithm, TokensConfig};
+use crate::config::{Config, KeyState, SecretSource, SigningAlgorithm, TokensConfig};
+use cache::{Verified, VerifiedCache};
+use keys::KeyPair;
+use keyset::{KeySet, LiveKey, Origin, Policy, StoredKeysetV1};
 
 /// The meta key of the generated signing key.
 const SIGNING_KEY: &str = "signing_key";
@@ -30,20 +49,27 @@ pub enum Error {
     /// The variable is not named in the message: a secret pasted in place of its name must
     /// not reach a log.
     #[error("{key}: the environment variable it names is not set")]
-    EnvMissing { key: &'static str },
+    EnvMissing { key: String },
     #[error("{key}: cannot read the file it names: {source}")]
     File {
-        key: &'static str,
+        key: String,
         path: std::path::PathBuf,
         source: std::io::Error,
     },
     #[error("{key}: {weakness}")]
     Weak {
-        key: &'static str,
+        key: String,
         weakness: secret_strength::Weakness,
     },
     #[error("cannot load the signing key from the store: {0}")]
     Store(#[from] StoreError),
+    /// A key of `[[tokens.keys]]`: `key` is its TOML path.
+    #[error("{key}: {message}")]
+    Key { key: String, message: String },
+    #[error(transparent)]
+    Kek(#[from] kek::KekError),
+    #[error("signing keys: {0}")]
+    Keyset(String),
 }
 
 /// Reads a secret from `source` (`key` names the config key, for messages) and checks that it
@@ -51,16 +77,21 @@ pub enum Error {
 ///
 /// # Errors
 /// When the variable or file is missing, or the secret is weak.
-pub fn read_secret(key: &'static str, source: &SecretSource) -> Result<Vec<u8>, Error> {
+pub fn read_secret(key: &str, source: &SecretSource) -> Result<Vec<u8>, Error> {
     let secret = match source {
         SecretSource::Env(var) => std::env::var(var)
-            .map_err(|_| Error::EnvMissing { key })?
+            .map_err(|_| Error::EnvMissing {
+                key: key.to_string(),
+            })?
             .into_bytes(),
         SecretSource::File(path) => read_secret_file(key, path)?,
         // Only signing keys are generated; the caller handles that case.
         SecretSource::Generated => Vec::new(),
     };
-    secret_strength::check(&secret).map_err(|weakness| Error::Weak { key, weakness })?;
+    secret_strength::check(&secret).map_err(|weakness| Error::Weak {
+        key: key.to_string(),
+        weakness,
+    })?;
     Ok(secret)
 }
 
@@ -81,9 +112,9 @@ pub async fn load_secret(config: &TokensConfig, store: &dyn MetaStore) -> Result
     }
 }
 
-fn read_secret_file(key: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
+fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, Error> {
     let mut bytes = std::fs::read(path).map_err(|source| Error::File {
-        key,
+        key: key.to_string(),
         path: path.to_path_buf(),
         source,
     })?;
@@ -96,54 +127,456 @@ fn read_secret_file(key: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Issues and verifies tokens with one key and algorithm.
+/// Largest PEM file read for a key.
+const MAX_PEM_BYTES: u64 = 64 * 1024;
+
+/// The audiences of tokens, per subject.
+#[derive(Debug, Clone, Default)]
+struct Audiences {
+    default: Vec<String>,
+    per_subject: HashMap<String, Vec<String>>,
+}
+
+impl Audiences {
+    fn of(&self, subject: &str) -> &[String] {
+        self.per_subject
+            .get(subject)
+            .map_or(self.default.as_slice(), Vec::as_slice)
+    }
+}
+
+/// Issues and verifies tokens with the key set of one config.
 pub struct TokenService {
     clock: Clock,
     events: Arc<dyn Events>,
     issuer: String,
-    algorithm: Algorithm,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
     session_lifetime: Duration,
+    publish_ahead: Duration,
+    audiences: Audiences,
+    policy: Policy,
+    /// The operator's keys, in the order of `tokens.keys`, with their states.
+    operator: Vec<(KeyPair, KeyState)>,
+    /// The HMAC secret, when there is one (it signs, or verifies tokens of before a switch).
+    hmac_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+    sealer: Arc<dyn Sealer>,
+    keys: ArcSwap<KeySet>,
+    refreshing: tokio::sync::Mutex<()>,
+    /// One validation per algorithm: the header's `alg` must be the key's.
+    validations: HashMap<SigningAlgorithm, Validation>,
+    cache: VerifiedCache,
+}
+
+fn validation(alg: SigningAlgorithm, issuer: &str) -> Validation {
+    // Only this algorithm: `alg: none` and every other algorithm are refused.
+    let mut v = Validation::new(keys::jwt_algorithm(alg));
+    v.set_issuer(&[issuer]);
+    v.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+    // Times are checked against authd's clock, and `aud` per subject, below.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.leeway = 0;
+    v
+}
+
+/// Reads an operator's PEM file (bounded) into a key pair.
+fn read_pem(index: usize, key: &crate::config::KeyConfig) -> Result<KeyPair, Error> {
+    use std::io::Read as _;
+    let at = format!("tokens.keys[{index}].file");
+    let fail = |message: String| Error::Key {
+        key: at.clone(),
+        message,
+    };
+    let file = std::fs::File::open(&key.file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", key.file.display())))?;
+    let mut text = String::new();
+    file.take(MAX_PEM_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read {}: {e}", key.file.display())))?;
+    KeyPair::from_pem(&text, key.id.clone()).map_err(|e| fail(e.to_string()))
 }
 
 impl TokenService {
-    pub fn new(
-        config: &TokensConfig,
-        secret: &[u8],
+    /// The token service of `config`: the HMAC secret loaded, the operator's PEM files read,
+    /// the stored key set brought up to date (a key generated when one is due) and opened.
+    ///
+    /// # Errors
+    /// A secret or key file missing, weak or unreadable; a stored key the sealer cannot open;
+    /// the store's failure.
+    pub async fn build(
+        config: &Config,
+        store: &dyn MetaStore,
+        sealer: Arc<dyn Sealer>,
+        clock: Clock,
+        events: Arc<dyn Events>,
+    ) -> Result<TokenService, Error> {
+        let t = &config.tokens;
+        let hmac_secret = if t.algorithm.is_hmac() {
+            Some(load_secret(t, store).await?)
+        } else {
+            match &t.secret {
+                // Verifies HMAC tokens of before a switch, if one was ever generated.
+                SecretSource::Generated => store.meta_get(SIGNING_KEY).await?,
+                source @ SecretSource::Env(_) => {
+                    Some(read_secret("tokens.signing_secret_env", source)?)
+                }
+                source @ SecretSource::File(_) => {
+                    Some(read_secret("tokens.signing_secret_file", source)?)
+                }
+            }
+        };
+        let mut operator: Vec<(KeyPair, KeyState)> = Vec::with_capacity(t.keys.len());
+        for (i, k) in t.keys.iter().enumerate() {
+            let pair = read_pem(i, k)?;
+            if k.state == KeyState::Active && pair.alg != t.algorithm {
+                return Err(Error::Key {
+                    key: format!("tokens.keys[{i}]"),
+                    message: format!(
+                        "is the active key but a {} key; tokens.signing_algorithm is {}",
+                        pair.alg.name(),
+                        t.algorithm.name()
+                    ),
+                });
+            }
+            if let Some(j) = operator.iter().position(|(p, _)| p.kid == pair.kid) {
+                return Err(Error::Key {
+                    key: format!("tokens.keys[{i}]"),
+                    message: format!("has the same kid as tokens.keys[{j}]"),
+                });
+            }
+            operator.push((pair, k.state));
+        }
+        let policy = Policy {
+            algorithm: t.algorithm,
+            operator: operator
+                .iter()
+                .map(|(p, state)| (p.kid.clone(), *state))
+                .collect(),
+            rotate_every: t.rotate_every.map(|d| d.as_secs()),
+            publish_ahead: t.publish_ahead.as_secs(),
+            overlap: config.longest_token_lifetime().as_secs(),
+            adopt_hmac: hmac_secret.is_some(),
+        };
+        let audiences = Audiences {
+            default: t.audience.clone(),
+            per_subject: config
+                .resources
+                .iter()
+                .filter_map(|r| Some((r.spec.name.clone(), r.audience.clone()?)))
+                .collect(),
+        };
+        let service = TokenService::assemble(
+            t,
+            policy,
+            audiences,
+            operator,
+            hmac_secret.map(zeroize::Zeroizing::new),
+            sealer,
+            clock,
+            events,
+        );
+        service.refresh(store).await?;
+        Ok(service)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        t: &TokensConfig,
+        policy: Policy,
+        audiences: Audiences,
+        operator: Vec<(KeyPair, KeyState)>,
+        hmac_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+        sealer: Arc<dyn Sealer>,
         clock: Clock,
         events: Arc<dyn Events>,
     ) -> TokenService {
-        let algorithm = match config.algorithm {
-            SigningAlgorithm::Hs256 => Algorithm::HS256,
-            SigningAlgorithm::Hs384 => Algorithm::HS384,
-            SigningAlgorithm::Hs512 => Algorithm::HS512,
-        };
-        // Only the configured algorithm: `alg: none` and every other algorithm are refused.
-        let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[config.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-        // Times are checked against authd's clock below, not the system's.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
+        let validations = SigningAlgorithm::ALL
+            .into_iter()
+            .map(|alg| (alg, validation(alg, &t.issuer)))
+            .collect();
         TokenService {
             clock,
             events,
-            issuer: config.issuer.clone(),
-            algorithm,
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            session_lifetime: config.token_lifetime,
+            issuer: t.issuer.clone(),
+            session_lifetime: t.token_lifetime,
+            publish_ahead: t.publish_ahead,
+            keys: ArcSwap::from_pointee(KeySet {
+                keys: Vec::new(),
+                overlap: policy.overlap,
+                record: StoredKeysetV1::default(),
+            }),
+            audiences,
+            policy,
+            operator,
+            hmac_secret,
+            sealer,
+            refreshing: tokio::sync::Mutex::new(()),
+            validations,
+            cache: VerifiedCache::default(),
         }
+    }
+
+    /// A service with one fresh key of `config.algorithm` (a random secret for HMAC), no store
+    /// and no rotation: for benchmarks and tests.
+    ///
+    /// # Errors
+    /// When the key cannot be generated.
+    pub fn ephemeral(
+        config: &TokensConfig,
+        clock: Clock,
+        events: Arc<dyn Events>,
+    ) -> Result<TokenService, Error> {
+        let overlap = config.token_lifetime.as_secs();
+        let policy = Policy {
+            algorithm: config.algorithm,
+            operator: Vec::new(),
+            rotate_every: None,
+            publish_ahead: config.publish_ahead.as_secs(),
+            overlap,
+            adopt_hmac: false,
+        };
+        let key = if config.algorithm.is_hmac() {
+            let secret: [u8; 32] = rand::random();
+            LiveKey::hmac(config.algorithm, &secret, None)
+        } else {
+            let pair =
+                KeyPair::generate(config.algorithm).map_err(|e| Error::Keyset(e.to_string()))?;
+            LiveKey::from_pair(&pair, Origin::Generated, 0, None)
+        };
+        let service = TokenService::assemble(
+            config,
+            policy,
+            Audiences {
+                default: config.audience.clone(),
+                per_subject: HashMap::new(),
+            },
+            Vec::new(),
+            None,
+            Arc::new(authd_strategy_api::ClearSealer),
+            clock,
+            events,
+        );
+        service.keys.store(Arc::new(KeySet {
+            keys: vec![key],
+            overlap,
+            record: StoredKeysetV1::default(),
+        }));
+        Ok(service)
+    }
+
+    /// Brings the stored key set up to date (a rotation that is due is made, under the
+    /// store's compare-and-swap) and, when it changed (here or by another daemon), swaps in
+    /// the new keys. The daemon calls it every [`TokenService::refresh_every`].
+    ///
+    /// # Errors
+    /// The store's failure, or a stored key that cannot be opened; the keys in force stay.
+    pub async fn refresh(&self, store: &dyn MetaStore) -> Result<bool, Error> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let now = self.clock.now_secs();
+        let record = keyset::sync(store, &self.policy, now, self.sealer.as_ref()).await?;
+        let current = self.keys.load();
+        if record == current.record && !current.keys.is_empty() {
+            return Ok(false);
+        }
+        let set = self.live(record, now)?;
+        self.keys.store(Arc::new(set));
+        Ok(true)
+    }
+
+    /// How often the daemon refreshes the key set: a quarter of `publish_ahead`, between 1s
+    /// and 60s, so that a key another daemon made is here long before it signs.
+    pub fn refresh_every(&self) -> Duration {
+        (self.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// The live keys of `record`.
+    fn live(&self, record: StoredKeysetV1, now: u64) -> Result<KeySet, Error> {
+        let mut keys = Vec::new();
+        for g in &record.generated {
+            let alg = SigningAlgorithm::from_name(&g.alg)
+                .ok_or_else(|| Error::Keyset(format!("TK0006 key {} has an unknown alg", g.kid)))?;
+            let der = zeroize::Zeroizing::new(
+                self.sealer
+                    .open(&g.private)
+                    .map_err(|e| Error::Keyset(format!("key {}: {e}", g.kid)))?,
+            );
+            let pair = KeyPair::from_pkcs8(alg, &der, g.kid.clone())
+                .map_err(|e| Error::Keyset(format!("key {}: {e}", g.kid)))?;
+            keys.push(LiveKey::from_pair(
+                &pair,
+                Origin::Generated,
+                g.activates_at,
+                g.retired_at,
+            ));
+        }
+        for (i, (pair, state)) in self.operator.iter().enumerate() {
+            let (activates_at, retired_at) = match state {
+                KeyState::Active => (0, None),
+                KeyState::Pending => (u64::MAX, None),
+                KeyState::Retired => (
+                    0,
+                    Some(record.retired_since.get(&pair.kid).copied().unwrap_or(now)),
+                ),
+            };
+            keys.push(LiveKey::from_pair(
+                pair,
+                Origin::Operator(i),
+                activates_at,
+                retired_at,
+            ));
+        }
+        if let Some(secret) = &self.hmac_secret {
+            if let Some(alg) = record
+                .hmac_signing
+                .as_deref()
+                .and_then(SigningAlgorithm::from_name)
+            {
+                keys.push(LiveKey::hmac(alg, secret, None));
+            }
+            for (label, since) in &record.retired_since {
+                if let Some(alg) = label
+                    .strip_prefix("hmac:")
+                    .and_then(SigningAlgorithm::from_name)
+                {
+                    keys.push(LiveKey::hmac(alg, secret, Some(*since)));
+                }
+            }
+        }
+        Ok(KeySet {
+            keys,
+            overlap: self.policy.overlap,
+            record,
+        })
+    }
+
+    /// The JWKS document at this moment and its `Cache-Control` value.
+    pub fn jwks(&self) -> (Vec<u8>, String) {
+        (
+            jwks::document(&self.keys.load(), self.clock.now_secs()),
+            jwks::cache_control(self.publish_ahead),
+        )
+    }
+
+    /// The `kid` and algorithm that sign now (`None` for an HMAC key's `kid`).
+    pub fn signing_key(&self) -> Option<(Option<String>, SigningAlgorithm)> {
+        let keys = self.keys.load();
+        keys.signer(self.clock.now_secs())
+            .map(|k| (k.kid.clone(), k.alg))
+    }
+
+    /// Every key not gone, for operators (`/admin/status`): `kid` (`null` for HMAC), `alg`,
+    /// `state`, `source` (`generated`, `tokens.keys[i]`, `hmac`), when it signs from and until,
+    /// when it stops verifying, and for generated keys the key-encryption key it is sealed
+    /// under (`clear` without one). Never key material.
+    pub fn status(&self) -> serde_json::Value {
+        let keys = self.keys.load();
+        let now = self.clock.now_secs();
+        let sealed_with = |kid: &Option<String>| {
+            let stored = keys
+                .record
+                .generated
+                .iter()
+                .find(|g| Some(&g.kid) == kid.as_ref())?;
+            Some(
+                kek::Kek::id_of(&stored.private)
+                    .unwrap_or("clear")
+                    .to_string(),
+            )
+        };
+        let list: Vec<serde_json::Value> = keys
+            .keys
+            .iter()
+            .filter(|k| k.state(now, keys.overlap) != keyset::LiveState::Gone)
+            .map(|k| {
+                let state = match k.state(now, keys.overlap) {
+                    keyset::LiveState::Pending => "pending",
+                    keyset::LiveState::Active => "active",
+                    _ => "retired",
+                };
+                let source = match k.origin {
+                    Origin::Generated => "generated".to_string(),
+                    Origin::Operator(i) => format!("tokens.keys[{i}]"),
+                    Origin::Hmac => "hmac".to_string(),
+                };
+                serde_json::json!({
+                    "kid": k.kid,
+                    "alg": k.alg.name(),
+                    "state": state,
+                    "source": source,
+                    "signs_from": (k.activates_at != u64::MAX).then_some(k.activates_at),
+                    "signs_until": k.retired_at,
+                    "verifies_until": k.retired_at.map(|r| r.saturating_add(keys.overlap)),
+                    "sealed_with": sealed_with(&k.kid),
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": list, "cached_tokens": self.cache.len() })
+    }
+
+    /// The `iss` of the tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The audiences tokens of `subject` carry.
+    pub fn audience_of(&self, subject: &str) -> &[String] {
+        self.audiences.of(subject)
+    }
+
+    /// Verified tokens held by the cache.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Verifies `token` without the cache (what a first sight costs): picks the key, checks
+    /// the signature, times, `iss` and `aud`. Returns the claims and the key's `kid` and
+    /// algorithm.
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`] for any token that is not good.
+    pub fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
+        let keys = self.keys.load();
+        self.verify_signature(token, &keys, self.clock.now_secs())
+            .map(|(claims, _, _)| claims)
+    }
+
+    fn verify_signature(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        now: u64,
+    ) -> Result<(Claims, Option<String>, SigningAlgorithm), TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let alg = keys::from_jwt_algorithm(header.alg).ok_or(TokenError::Invalid)?;
+        // The key named by `kid` (none for HMAC), of the header's algorithm: a token cannot
+        // pick another key's algorithm (HS256 over a public key), nor a key authd lacks.
+        let key = keys
+            .verifier(header.kid.as_deref(), alg, now)
+            .ok_or(TokenError::Invalid)?;
+        let validation = self.validations.get(&alg).ok_or(TokenError::Invalid)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Invalid)?;
+        if claims.exp <= now || claims.nbf > now || !self.check_audience(&claims) {
+            return Err(TokenError::Invalid);
+        }
+        Ok((claims, key.kid.clone(), alg))
+    }
+
+    fn check_audience(&self, claims: &Claims) -> bool {
+        let subject = claims.sub.split_once('?').map_or("", |(s, _)| s);
+        let wanted = self.audiences.of(subject);
+        wanted.is_empty() || claims.aud.iter().any(|a| wanted.contains(a))
     }
 }
 
 impl Tokens for TokenService {
     fn issue(&self, spec: TokenSpec<'_>) -> Result<IssuedToken, ApiError> {
         let now = self.clock.now_secs();
+        let keys = self.keys.load();
+        let signer = keys
+            .signer(now)
+            .ok_or_else(|| ApiError::Tokens("TK0005 no key signs at this time".into()))?;
         let claims = Claims {
             sub: Claims::subject_claim(spec.subject, spec.user.id),
             jti: Uuid::new_v4().to_string(),
@@ -151,13 +584,15 @@ impl Tokens for TokenService {
             nbf: now,
             exp: now.saturating_add(spec.lifetime.as_secs()),
             iss: self.issuer.clone(),
-            aud: Vec::new(),
+            aud: self.audiences.of(spec.subject).to_vec(),
             purpose: spec.purpose,
             act: spec.act,
             bnd: spec.bnd,
             sep: Some(spec.user.session_epoch),
         };
-        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
+        let mut header = Header::new(signer.jwt_alg());
+        header.kid = signer.kid.clone();
+        let token = jsonwebtoken::encode(&header, &claims, &signer.encoding)
             .map_err(|e| ApiError::Tokens(e.to_string()))?;
         self.events.emit(Event::TokenIssued {
             purpose: claims.purpose.as_str(),
@@ -166,13 +601,25 @@ impl Tokens for TokenService {
     }
 
     fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)?;
         let now = self.clock.now_secs();
-        if claims.exp <= now || claims.nbf > now {
-            return Err(TokenError::Invalid);
+        let keys = self.keys.load();
+        let cache_key = VerifiedCache::key(token);
+        if let Some(hit) = self.cache.get(&cache_key, now) {
+            // Verified before; its key must still be there (not removed, not gone).
+            return match keys.verifier(hit.kid.as_deref(), hit.alg, now) {
+                Some(_) => Ok(hit.claims.clone()),
+                None => Err(TokenError::Invalid),
+            };
         }
+        let (claims, kid, alg) = self.verify_signature(token, &keys, now)?;
+        self.cache.insert(
+            cache_key,
+            Verified {
+                claims: claims.clone(),
+                kid,
+                alg,
+            },
+        );
         Ok(claims)
     }
 
@@ -183,125 +630,4 @@ impl Tokens for TokenService {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use authd_strategy_api::{NoEvents, Purpose, UserRecord};
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-    fn service(algorithm: SigningAlgorithm, issuer: &str) -> TokenService {
-        TokenService::new(
-            &TokensConfig {
-                issuer: issuer.into(),
-                algorithm,
-                secret: SecretSource::Generated,
-                token_lifetime: Duration::from_secs(60),
-            },
-            &[7u8; 32],
-            Clock::system(),
-            Arc::new(NoEvents),
-        )
-    }
-
-    fn issue(s: &TokenService) -> IssuedToken {
-        let user = UserRecord {
-            id: Uuid::new_v4(),
-            attributes: Default::default(),
-            secrets: Default::default(),
-            meta: Default::default(),
-            session_epoch: 3,
-            created_at: 0,
-        };
-        s.issue(TokenSpec {
-            subject: "user",
-            user: &user,
-            purpose: Purpose::SESSION,
-            lifetime: Duration::from_secs(60),
-            act: None,
-            bnd: None,
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn round_trip() {
-        let s = service(SigningAlgorithm::Hs256, "authd");
-        let t = issue(&s);
-        assert_eq!(s.verify(&t.token).ok(), Some(t.claims));
-    }
-
-    #[test]
-    fn other_algorithms_issuers_and_alg_none_are_refused() {
-        let hs256 = service(SigningAlgorithm::Hs256, "authd");
-        let hs512 = service(SigningAlgorithm::Hs512, "authd");
-        let other_iss = service(SigningAlgorithm::Hs256, "someone-else");
-        assert!(hs256.verify(&issue(&hs512).token).is_err());
-        assert!(hs256.verify(&issue(&other_iss).token).is_err());
-
-        // An unsigned token with the same claims.
-        let t = issue(&hs256);
-        let mut parts = t.token.split('.');
-        let _header = parts.next();
-        let payload = parts.next().unwrap_or_default();
-        let none = format!(
-            "{}.{payload}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
-        );
-        assert!(hs256.verify(&none).is_err());
-    }
-
-    #[test]
-    fn expired_tokens_are_refused() {
-        let s = service(SigningAlgorithm::Hs256, "authd");
-        let mut claims = issue(&s).claims;
-        claims.exp = s.clock.now_secs() - 1;
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &s.encoding)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.verify(&token).is_err());
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod clock_tests {
-    use super::*;
-    use authd_strategy_api::{NoEvents, Purpose, UserRecord};
-
-    #[test]
-    fn expiry_follows_authd_clock() {
-        let clock = Clock::system();
-        let s = TokenService::new(
-            &TokensConfig {
-                issuer: "authd".into(),
-                algorithm: SigningAlgorithm::Hs256,
-                secret: SecretSource::Generated,
-                token_lifetime: Duration::from_secs(60),
-            },
-            &[9u8; 32],
-            clock.clone(),
-            Arc::new(NoEvents),
-        );
-        let user = UserRecord {
-            id: Uuid::new_v4(),
-            attributes: Default::default(),
-            secrets: Default::default(),
-            meta: Default::default(),
-            session_epoch: 0,
-            created_at: 0,
-        };
-        let t = s
-            .issue(TokenSpec {
-                subject: "user",
-                user: &user,
-                purpose: Purpose::SESSION,
-                lifetime: Duration::from_secs(60),
-                act: None,
-                bnd: None,
-            })
-            .unwrap();
-        assert_eq!(t.claims.sep, Some(0));
-        assert!(s.verify(&t.token).is_ok());
-        clock.advance_ms(61_000);
-        assert!(s.verify(&t.token).is_err(), "expired by authd's clock");
-    }
-}
+mod tests;

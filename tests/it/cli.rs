@@ -43,7 +43,7 @@ listen = "not an address"
 colour = "blue"
 workers = 3
 [tokens]
-signing_algorithm = "RS256"
+signing_algorithm = "RS512"
 [resources.user]
 attributes.email = { type = "ci_string" }
 attributes.age = { type = "number" }

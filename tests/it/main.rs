@@ -13,6 +13,7 @@ mod delivery;
 mod flows;
 mod hardening;
 mod http_errors;
+mod keys;
 mod magic_link;
 mod mail;
 mod multi;

@@ -19,29 +19,9 @@ use serde_json::{Value, json};
 
 use crate::util::{self, ARGON2, TestServer, claims_of, error_code, token_of};
 
-/// Python with pyotp, or `None` when there is none and none is required (the caller skips).
+/// Python with pyotp (see `util::python_with`).
 fn python() -> Option<PathBuf> {
-    let (python, required) = match std::env::var_os("AUTHD_TEST_PYTHON") {
-        Some(p) => (PathBuf::from(p), true),
-        None => (
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python"),
-            false,
-        ),
-    };
-    let works = Command::new(&python)
-        .args(["-c", "import pyotp"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match (works, required) {
-        (true, _) => Some(python),
-        (false, true) => panic!("AUTHD_TEST_PYTHON={} cannot import pyotp", python.display()),
-        (false, false) => {
-            println!(
-                "skipped: no Python with pyotp (.ci/run makes tests/python/.venv; or set AUTHD_TEST_PYTHON)"
-            );
-            None
-        }
-    }
+    util::python_with("pyotp")
 }
 
 /// What pyotp reads from a key URI, and its codes at each of `times` (Unix seconds).

@@ -214,6 +214,24 @@ impl TestServer {
         .await
     }
 
+    /// Starts from `body` once `edit` has changed the validated config: for what a file
+    /// cannot say, such as a strategy defined by the test.
+    pub async fn start_edited(
+        body: &str,
+        edit: impl FnOnce(&mut authd::config::Config),
+    ) -> TestServer {
+        let mut server = Self::unstarted();
+        let text = config_text(&server.db, "", body);
+        let mut config = authd::parse_config(&text).unwrap_or_else(|p| panic!("config: {p}"));
+        edit(&mut config);
+        let daemon = Daemon::start(config, &text)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        server.set_addresses(&daemon);
+        server.daemon = Some(daemon);
+        server
+    }
+
     /// Starts (again) on the same database file.
     pub async fn boot(&mut self, body: &str, server_extra: &str) {
         let text = config_text(&self.db, server_extra, body);
@@ -495,5 +513,36 @@ impl Binary {
             .env("RUST_LOG", "error")
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The Python of the tests' independent implementations, if it can import `module`: the one
+/// `AUTHD_TEST_PYTHON` names (as `.ci/run` sets it; then a Python that cannot import `module`
+/// fails the test), else `tests/python/.venv` if it is there. `None` means skip: the caller
+/// prints one line and checks nothing.
+pub fn python_with(module: &str) -> Option<std::path::PathBuf> {
+    let (python, required) = match std::env::var_os("AUTHD_TEST_PYTHON") {
+        Some(p) => (std::path::PathBuf::from(p), true),
+        None => (
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python"),
+            false,
+        ),
+    };
+    let works = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (works, required) {
+        (true, _) => Some(python),
+        (false, true) => panic!(
+            "AUTHD_TEST_PYTHON={} cannot import {module}",
+            python.display()
+        ),
+        (false, false) => {
+            println!(
+                "skipped: no Python with {module} (.ci/run makes tests/python/.venv; or set AUTHD_TEST_PYTHON)"
+            );
+            None
+        }
     }
 }

@@ -101,7 +101,19 @@ impl TableReader {
                 .filter(|part| *part != "?")
                 .map(str::to_string)
                 .collect();
-            unknown.push(key.join("."));
+            // Array positions as TOML paths write them: `keys[1].colour`, not `keys.1.colour`.
+            let mut path = String::new();
+            for part in key {
+                if part.parse::<usize>().is_ok() && !path.is_empty() {
+                    path.push_str(&format!("[{part}]"));
+                } else {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&part);
+                }
+            }
+            unknown.push(path);
         };
         let outcome = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(
             value,

@@ -17,6 +17,14 @@ pub trait Sealer: Send + Sync {
     /// # Errors
     /// When the text was not made by a key this sealer holds, or was changed.
     fn open(&self, sealed: &str) -> Result<Vec<u8>, crate::Error>;
+
+    /// Whether `sealed` was made by another key than the one that seals now (an older
+    /// key-encryption key, or in clear): the owner should seal it again and store the new text,
+    /// so that the old key can be dropped without stranding anything.
+    fn needs_reseal(&self, sealed: &str) -> bool {
+        let _ = sealed;
+        false
+    }
 }
 
 /// Stores secrets in clear (base64, prefixed `clear:`), for deployments without a

@@ -519,6 +519,13 @@ pub trait ValidatedStrategy: Send + Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// The longest lifetime of the tokens it issues (sign-in, reset, confirmation...), so
+    /// that a retired signing key keeps verifying them until they have expired. `None` when
+    /// it issues none.
+    fn longest_token_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// What each phase takes and answers, for the OpenAPI document.
     fn docs(&self) -> Vec<PhaseDoc> {
         Vec::new()

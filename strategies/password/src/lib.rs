@@ -175,6 +175,13 @@ impl ValidatedStrategy for Validated {
             .collect()
     }
 
+    fn longest_token_lifetime(&self) -> Option<std::time::Duration> {
+        let reset = self.config.resettable.as_ref().map(|r| r.token_lifetime);
+        Some(reset.map_or(self.config.sign_in_token_lifetime, |r| {
+            r.max(self.config.sign_in_token_lifetime)
+        }))
+    }
+
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {
         let sender = self
             .config

@@ -131,7 +131,10 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
         Which::Redb => StoreTarget::Redb(data_dir.join("bench.redb")),
         Which::Postgres(url) => StoreTarget::Postgres(url),
     };
-    std::fs::write(&config_path, relocate(&text, port, &target)?)?;
+    std::fs::write(
+        &config_path,
+        relocate(&text, port, &target, args.signing_algorithm.as_deref())?,
+    )?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

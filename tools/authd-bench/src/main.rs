@@ -52,6 +52,11 @@ pub(crate) struct Cli {
         conflicts_with = "config"
     )]
     pub(crate) algorithm: Algorithm,
+    /// Sign tokens with this `tokens.signing_algorithm` (EdDSA, ES256, RS256, HS256, HS384,
+    /// HS512), in the default config or the one given: compares `/me` across algorithms.
+    /// Default: the config's own.
+    #[arg(long, value_name = "ALG")]
+    pub(crate) signing_algorithm: Option<String>,
     /// Users registered before the measurements.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) users: u32,

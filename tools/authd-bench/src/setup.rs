@@ -220,8 +220,14 @@ impl StoreTarget {
     }
 }
 
-/// `text` with its listen address and store replaced.
-pub(crate) fn relocate(text: &str, port: u16, target: &StoreTarget) -> anyhow::Result<String> {
+/// `text` with its listen address and store replaced (and its signing algorithm, when
+/// `signing_algorithm` is given).
+pub(crate) fn relocate(
+    text: &str,
+    port: u16,
+    target: &StoreTarget,
+    signing_algorithm: Option<&str>,
+) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(text).context("the config is not valid TOML")?;
     let section = |doc: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
         match doc.remove(name) {
@@ -255,6 +261,14 @@ pub(crate) fn relocate(text: &str, port: u16, target: &StoreTarget) -> anyhow::R
         }
     }
     doc.insert("store".into(), toml::Value::Table(store));
+    if let Some(alg) = signing_algorithm {
+        let mut tokens = section(&mut doc, "tokens")?;
+        tokens.insert(
+            "signing_algorithm".into(),
+            toml::Value::String(alg.to_string()),
+        );
+        doc.insert("tokens".into(), toml::Value::Table(tokens));
+    }
     toml::to_string(&doc).context("cannot write the benchmark's config")
 }
 
@@ -270,12 +284,17 @@ mod tests {
             &text,
             4321,
             &StoreTarget::Redb("/tmp/x y/bench.redb".into()),
+            None,
         )
         .unwrap();
         let doc: toml::Table = toml::from_str(&out).unwrap();
         assert_eq!(doc["server"]["listen"].as_str(), Some("127.0.0.1:4321"));
         assert_eq!(doc["store"]["path"].as_str(), Some("/tmp/x y/bench.redb"));
         assert_eq!(doc["tokens"]["issuer"].as_str(), Some("authd-bench"));
+        assert!(doc["tokens"].get("signing_algorithm").is_none());
+        let out = relocate(&text, 1, &StoreTarget::Redb("/x".into()), Some("HS256")).unwrap();
+        let doc: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(doc["tokens"]["signing_algorithm"].as_str(), Some("HS256"));
         let setups = password_strategies(&out).unwrap();
         assert_eq!(setups.len(), 1);
         assert_eq!(setups[0].config.hash, HashParams::default());
@@ -284,6 +303,7 @@ mod tests {
             &text,
             4321,
             &StoreTarget::Postgres("postgres://u@127.0.0.1/b".into()),
+            None,
         )
         .unwrap();
         let doc: toml::Table = toml::from_str(&pg).unwrap();

@@ -35,6 +35,8 @@ pub struct Generation {
     pub services: Services,
     /// The admin token, read when this generation was built; `None` without `[admin]`.
     pub admin_token: Option<Vec<u8>>,
+    /// The OpenAPI document of this config, serialized (`GET /openapi.json`).
+    pub openapi: bytes::Bytes,
 }
 
 /// What every request shares, across generations.

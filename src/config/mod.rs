@@ -19,6 +19,7 @@ mod diff;
 pub mod file;
 mod raw;
 mod restart;
+pub mod schema;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

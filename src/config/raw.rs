@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// `[server]`: the HTTP listener. `listen` and `max_connections` need a restart to change.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawServer {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawServer {
     /// Address and port to listen on. Default `127.0.0.1:4000`.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -66,12 +68,14 @@ impl Default for RawServer {
 
 /// `[store]`: where users and tokens are kept. `type`, `path`, `url`, `url_env`, `pool_size`
 /// and `connect_timeout` need a restart to change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawStore {
+pub(crate) struct RawStore {
     /// `"redb"`: one embedded file, one daemon (the default). `"postgres"`: a PostgreSQL
     /// database that several daemons share.
     #[serde(rename = "type", default = "default_store_type")]
+    #[schemars(extend("enum" = ["redb", "postgres"]))]
     pub ty: String,
     /// With `redb`: path of the database file, created (mode 0600) if missing. Default
     /// `authd.redb`.
@@ -110,13 +114,15 @@ impl Default for RawStore {
 }
 
 /// `[tokens]`: how tokens are signed, and the lifetime of session tokens.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawTokens {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawTokens {
     /// The `iss` claim written and required. Default `authd`.
     #[serde(default = "default_issuer")]
     pub issuer: String,
     /// `HS256` (default), `HS384` or `HS512`. Tokens signed otherwise are refused.
     #[serde(default = "default_algorithm")]
+    #[schemars(extend("enum" = ["HS256", "HS384", "HS512"]))]
     pub signing_algorithm: String,
     /// Name of an environment variable holding the signing secret (at least 32 random bytes:
     /// `openssl rand -base64 32`).
@@ -145,8 +151,9 @@ impl Default for RawTokens {
 
 /// `[admin]`: the operators' listener (`/admin/...`). Without the table there is none.
 /// `listen` needs a restart; the token is read again at each reload and SIGHUP.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawAdmin {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
     /// Address and port of the admin listener, e.g. `127.0.0.1:4001`.
     pub listen: String,
     /// Name of an environment variable holding the admin token (at least 32 random bytes),
@@ -160,8 +167,9 @@ pub(super) struct RawAdmin {
 
 /// `[resources.<name>.confirmation]`: users confirm an address (AshAuthentication's
 /// confirmation add-on).
-#[derive(Debug, Deserialize)]
-pub(super) struct RawConfirmation {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawConfirmation {
     /// The attributes whose value must be confirmed (e.g. `["email"]`).
     pub monitor_fields: Vec<String>,
     /// Send a confirmation when a user is created. Default true.
@@ -186,9 +194,11 @@ pub(super) struct RawConfirmation {
     #[serde(default = "default_confirmation_lifetime")]
     pub token_lifetime: String,
     /// How confirmations reach the user (`log`, `webhook`, `smtp` with `confirm_url`).
+    #[schemars(with = "authd_strategy_api::SenderSpec")]
     pub sender: toml::Value,
     /// Limits on `confirm/resend` per address and identity (`false` to turn off).
     #[serde(default)]
+    #[schemars(with = "Option<authd_strategy_api::RequestLimitSetting>")]
     pub request_limit: Option<toml::Value>,
 }
 
@@ -203,10 +213,12 @@ fn default_confirmation_lifetime() -> String {
 }
 
 /// `attributes.<name> = { ... }`.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawAttribute {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawAttribute {
     /// `string`, `ci_string`, `integer` or `boolean`.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["string", "ci_string", "integer", "boolean"]))]
     pub ty: String,
     /// No two users of the resource may share the value (compared as the type says).
     #[serde(default)]

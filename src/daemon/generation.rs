@@ -101,5 +101,6 @@ pub(super) async fn build(
         pool,
         services,
         admin_token,
+        openapi: crate::openapi::to_bytes(config),
     })
 }

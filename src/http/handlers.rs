@@ -72,6 +72,16 @@ pub(super) async fn health(shared: &Shared, generation: &Generation) -> Reply {
     )
 }
 
+/// The OpenAPI document of the generation in force, serialized when it was built.
+pub(super) fn openapi(generation: &Generation) -> Reply {
+    let mut response = hyper::Response::new(http_body_util::Full::new(generation.openapi.clone()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 pub(super) async fn me<B>(
     generation: &Generation,
     subject: &str,

@@ -1,4 +1,4 @@
-//! Routing of the public listener: `/healthz`, the resource's own routes
+//! Routing of the public listener: `/healthz`, `/openapi.json`, the resource's own routes
 //! (`/auth/<subject>/me`, `sign_out`, `sign_out_all`), and each strategy's phases
 //! (`/auth/<subject>/<strategy>[/<phase>[/<param>]]`). `HEAD` is answered as `GET` (hyper
 //! sends no body). Transfer and content codings authd does not decode are refused before any
@@ -96,6 +96,10 @@ where
         ["healthz"] => {
             allow(&["GET"], req.method())?;
             Ok(handlers::health(shared, &generation).await)
+        }
+        ["openapi.json"] => {
+            allow(&["GET"], req.method())?;
+            Ok(handlers::openapi(&generation))
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
             allow(&["GET", "PATCH", "DELETE"], req.method())?;

@@ -30,9 +30,9 @@ use authd_strategy_api::toml;
 use std::collections::BTreeMap;
 
 use authd_strategy_api::{
-    AttributeSpec, CredentialInput, Error, Event, Method, Outcome, Params, PhaseDoc, PhaseRequest,
-    PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy,
-    StrategyFactory, Throttle, UserRecord, ValidatedStrategy, Verdict,
+    AttributeSpec, CredentialInput, Error, Event, FieldDoc, Method, Outcome, Params, PhaseDoc,
+    PhaseRequest, PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, Sender, Services,
+    Strategy, StrategyFactory, Throttle, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -173,6 +173,14 @@ impl ValidatedStrategy for Validated {
             .into_iter()
             .filter(|d| Phase::parse(d.phase).is_some_and(|p| p.enabled(&self.config)))
             .collect()
+    }
+
+    fn reauthenticate_docs(&self) -> Vec<FieldDoc> {
+        vec![FieldDoc::string(
+            &self.config.password_field,
+            false,
+            "The user's password of this strategy, proving it is them.",
+        )]
     }
 
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {

@@ -129,10 +129,28 @@ fn hoist(mut schema: Value, prefix: &str, defs: &mut Map<String, Value>) -> Valu
         .unwrap_or_default();
     for (name, mut def) in own {
         rewrite_refs(&mut def, prefix);
+        close(&mut def);
         defs.insert(format!("{prefix}{name}"), def);
     }
     rewrite_refs(&mut schema, prefix);
+    close(&mut schema);
     schema
+}
+
+/// Refuses unknown keys in every table of a strategy's schema, as `TableReader` does (the
+/// raw types need no `deny_unknown_fields` for that, so their schemas do not say it). No raw
+/// type flattens another, so no table's keys are split across schemas.
+fn close(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            map.values_mut().for_each(close);
+        }
+        Value::Array(items) => items.iter_mut().for_each(close),
+        _ => {}
+    }
 }
 
 fn rewrite_refs(value: &mut Value, prefix: &str) {

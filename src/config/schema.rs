@@ -268,4 +268,40 @@ mod tests {
             assert!(keys.contains(k), "{k}");
         }
     }
+
+    /// The README's reference cannot drift from the code: every key the schema names appears
+    /// in README.md inside a code span outside the fenced blocks (a reference table row, or a
+    /// `{ key = ... }` example in the text).
+    #[test]
+    fn the_readme_documents_every_key_of_the_schema() {
+        let readme = include_str!("../../README.md");
+        // Fenced blocks out first: a backtick inside one would shift the spans after it.
+        let mut prose = String::new();
+        let mut fenced = false;
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                fenced = !fenced;
+            } else if !fenced {
+                prose.push_str(line);
+                prose.push('\n');
+            }
+        }
+        let mut words = std::collections::BTreeSet::new();
+        for (i, span) in prose.split('`').enumerate() {
+            if i % 2 == 1 {
+                words.extend(
+                    span.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .filter(|w| !w.is_empty()),
+                );
+            }
+        }
+        let missing: Vec<String> = key_names()
+            .into_iter()
+            .filter(|k| !words.contains(k.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md does not document {missing:?}"
+        );
+    }
 }

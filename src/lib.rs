@@ -4,7 +4,7 @@
 //! `daemon` wires a generation of them with the store and reloads it, `http` answers requests
 //! and `sessions` holds the rules of signed-in users, `tokens` signs JWTs, `delivery` sends
 //! messages through the store's outbox, `store` opens the configured backend. `state` is what
-//! a request reads. `cli` is the binary's front end. See ARCHITECTURE.md.
+//! a request reads. `openapi` describes a config's routes. `cli` is the binary's front end. See ARCHITECTURE.md.
 
 pub mod accounts;
 pub mod admin;
@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod http;
+pub mod openapi;
 pub mod registry;
 pub mod sessions;
 pub mod state;

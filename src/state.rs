@@ -37,6 +37,8 @@ pub struct Generation {
     pub admin_token: Option<Vec<u8>>,
     /// `[introspection.clients]`: `(name, secret)`, read when this generation was built.
     pub introspection_clients: Vec<(String, Vec<u8>)>,
+    /// The OpenAPI document of this config, serialized (`GET /openapi.json`).
+    pub openapi: bytes::Bytes,
 }
 
 /// What every request shares, across generations.

@@ -1,5 +1,5 @@
 //! The command line: `authd serve`, `authd check`, `authd migrate`, `authd store check`,
-//! `authd store copy`, `authd bench-hash`.
+//! `authd store copy`, `authd bench-hash`, `authd openapi`, `authd config-schema`.
 //! The binary's edge: the only place that uses `anyhow` and prints for people.
 
 pub mod bench;
@@ -47,6 +47,14 @@ pub enum Command {
         #[arg(long)]
         against: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of a config's routes (what `GET /openapi.json` serves).
+    Openapi {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file (for editors: taplo, Even Better TOML).
+    ConfigSchema,
     /// Bring the store's schema up to date without serving (safe while daemons run).
     Migrate {
         /// The TOML configuration file naming the store.
@@ -98,6 +106,11 @@ pub fn main() -> ExitCode {
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::BenchHash(args) => bench::bench_hash_main(&args),
         Command::Migrate { config } => migrate::migrate(&config),
+        Command::Openapi { config } => openapi(&config),
+        Command::ConfigSchema => {
+            println!("{}", crate::config::schema::to_string());
+            ExitCode::SUCCESS
+        }
         Command::Store(StoreCommand::Check { config }) => store_check(&config),
         Command::Users(args) => users::main(args),
         Command::Store(StoreCommand::Copy { from, to }) => copy::copy(&from, &to),
@@ -129,6 +142,21 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `authd openapi`: the document of a valid config, on standard output.
+fn openapi(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok((config, _)) => {
+            let doc = crate::openapi::document(&config);
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -19,6 +19,7 @@ mod diff;
 pub mod file;
 mod raw;
 mod restart;
+pub mod schema;
 mod tokens;
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// `[server]`: the HTTP listener. `listen` and `max_connections` need a restart to change.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawServer {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawServer {
     /// Address and port to listen on. Default `127.0.0.1:4000`.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -66,12 +68,14 @@ impl Default for RawServer {
 
 /// `[store]`: where users and tokens are kept. `type`, `path`, `url`, `url_env`, `pool_size`
 /// and `connect_timeout` need a restart to change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawStore {
+pub(crate) struct RawStore {
     /// `"redb"`: one embedded file, one daemon (the default). `"postgres"`: a PostgreSQL
     /// database that several daemons share.
     #[serde(rename = "type", default = "default_store_type")]
+    #[schemars(extend("enum" = ["redb", "postgres"]))]
     pub ty: String,
     /// With `redb`: path of the database file, created (mode 0600) if missing. Default
     /// `authd.redb`.
@@ -110,8 +114,9 @@ impl Default for RawStore {
 }
 
 /// `[tokens]`: how tokens are signed, and the lifetime of session tokens.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawTokens {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawTokens {
     /// The `iss` claim written and required. Default `authd`.
     #[serde(default = "default_issuer")]
     pub issuer: String,
@@ -120,6 +125,7 @@ pub(super) struct RawTokens {
     /// `HS512`: HMAC with one secret, verifiable by authd only. Changing it by a reload is a
     /// rotation: tokens signed before keep verifying until they expire.
     #[serde(default = "default_algorithm")]
+    #[schemars(extend("enum" = ["EdDSA", "ES256", "RS256", "HS256", "HS384", "HS512"]))]
     pub signing_algorithm: String,
     /// Name of an environment variable holding the HMAC signing secret (at least 32 random
     /// bytes: `openssl rand -base64 32`). With an asymmetric algorithm, the secret that still
@@ -157,7 +163,7 @@ pub(super) struct RawTokens {
 }
 
 /// `[[tokens.keys]]`: one signing key of the operator's.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RawKey {
     /// The `kid` of tokens it signs. Default: the RFC 7638 thumbprint of its public key.
     #[serde(default)]
@@ -190,7 +196,7 @@ impl Default for RawTokens {
 
 /// `[introspection.clients.NAME]`: a service allowed to call `POST /auth/introspect` with
 /// HTTP Basic (`NAME` and the secret).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RawIntrospectionClient {
     /// Name of an environment variable holding the client's secret (at least 32 random bytes).
     #[serde(default)]
@@ -201,7 +207,7 @@ pub(super) struct RawIntrospectionClient {
 }
 
 /// `[introspection]`: RFC 7662 token introspection for the services behind authd.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(super) struct RawIntrospection {
     /// The clients, by name.
     #[serde(default)]
@@ -210,8 +216,9 @@ pub(super) struct RawIntrospection {
 
 /// `[admin]`: the operators' listener (`/admin/...`). Without the table there is none.
 /// `listen` needs a restart; the token is read again at each reload and SIGHUP.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawAdmin {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
     /// Address and port of the admin listener, e.g. `127.0.0.1:4001`.
     pub listen: String,
     /// Name of an environment variable holding the admin token (at least 32 random bytes),
@@ -225,8 +232,9 @@ pub(super) struct RawAdmin {
 
 /// `[resources.<name>.confirmation]`: users confirm an address (AshAuthentication's
 /// confirmation add-on).
-#[derive(Debug, Deserialize)]
-pub(super) struct RawConfirmation {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawConfirmation {
     /// The attributes whose value must be confirmed (e.g. `["email"]`).
     pub monitor_fields: Vec<String>,
     /// Send a confirmation when a user is created. Default true.
@@ -251,9 +259,11 @@ pub(super) struct RawConfirmation {
     #[serde(default = "default_confirmation_lifetime")]
     pub token_lifetime: String,
     /// How confirmations reach the user (`log`, `webhook`, `smtp` with `confirm_url`).
+    #[schemars(with = "authd_strategy_api::SenderSpec")]
     pub sender: toml::Value,
     /// Limits on `confirm/resend` per address and identity (`false` to turn off).
     #[serde(default)]
+    #[schemars(with = "Option<authd_strategy_api::RequestLimitSetting>")]
     pub request_limit: Option<toml::Value>,
 }
 
@@ -268,10 +278,12 @@ fn default_confirmation_lifetime() -> String {
 }
 
 /// `attributes.<name> = { ... }`.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawAttribute {
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawAttribute {
     /// `string`, `ci_string`, `integer` or `boolean`.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["string", "ci_string", "integer", "boolean"]))]
     pub ty: String,
     /// No two users of the resource may share the value (compared as the type says).
     #[serde(default)]

@@ -119,5 +119,6 @@ pub(super) async fn build(
         services,
         admin_token,
         introspection_clients,
+        openapi: crate::openapi::to_bytes(config),
     })
 }

@@ -25,7 +25,9 @@ use hyper::HeaderMap;
 use ipnet::IpNet;
 
 /// The header that the trusted proxies write the client's address into.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2` (spelled `"x-forwarded-for"` in TOML).

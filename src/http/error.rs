@@ -238,3 +238,51 @@ pub fn no_content() -> Reply {
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod openapi_codes {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// Every failure's status and code is one the OpenAPI document lists for that status.
+    #[tokio::test]
+    async fn every_failure_is_in_the_documents_error_table() {
+        let failures = vec![
+            Failure::NotFound,
+            Failure::MethodNotAllowed("GET".into()),
+            Failure::UnsupportedMediaType,
+            Failure::PayloadTooLarge(1),
+            Failure::Timeout,
+            Failure::Malformed("x".into()),
+            Failure::NotImplemented("x"),
+            Failure::Rejected(Rejection::AuthenticationFailed),
+            Failure::Rejected(Rejection::InvalidToken),
+            Failure::ClientUnauthorized,
+            Failure::Rejected(Rejection::Invalid(FieldErrors::one("a", "b"))),
+            Failure::Rejected(Rejection::Busy {
+                retry_after_secs: 1,
+            }),
+            Failure::Rejected(Rejection::RateLimited {
+                retry_after_secs: 1,
+            }),
+            Failure::Rejected(Rejection::Unconfirmed),
+            Failure::Rejected(Rejection::NotFound),
+            Failure::Unavailable("x".into()),
+            Failure::Internal("x".into()),
+        ];
+        for failure in failures {
+            let reply = failure.response();
+            let status = reply.status().as_u16();
+            let body = reply.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let code = body["error"]["code"].as_str().unwrap();
+            let listed = crate::openapi::ERROR_CODES
+                .iter()
+                .find(|(s, _)| *s == status)
+                .is_some_and(|(_, codes)| codes.contains(&code));
+            assert!(listed, "{status} {code} is not in openapi::ERROR_CODES");
+        }
+    }
+}

@@ -88,6 +88,16 @@ pub(super) fn jwks(generation: &Generation) -> Reply {
     reply
 }
 
+/// The OpenAPI document of the generation in force, serialized when it was built.
+pub(super) fn openapi(generation: &Generation) -> Reply {
+    let mut response = hyper::Response::new(http_body_util::Full::new(generation.openapi.clone()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 pub(super) async fn me<B>(
     generation: &Generation,
     subject: &str,

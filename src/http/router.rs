@@ -1,5 +1,5 @@
-//! Routing of the public listener: `/healthz`, `/.well-known/jwks.json`, `/auth/introspect`,
-//! the resource's own routes
+//! Routing of the public listener: `/healthz`, `/openapi.json`, `/.well-known/jwks.json`,
+//! `/auth/introspect`, the resource's own routes
 //! (`/auth/<subject>/me`, `sign_out`, `sign_out_all`), and each strategy's phases
 //! (`/auth/<subject>/<strategy>[/<phase>[/<param>]]`). `HEAD` is answered as `GET` (hyper
 //! sends no body). Transfer and content codings authd does not decode are refused before any
@@ -106,6 +106,10 @@ where
         ["auth", "introspect"] => {
             allow(&["POST"], req.method())?;
             introspect::introspect(&generation, req).await
+        }
+        ["openapi.json"] => {
+            allow(&["GET"], req.method())?;
+            Ok(handlers::openapi(&generation))
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
             allow(&["GET", "PATCH", "DELETE"], req.method())?;

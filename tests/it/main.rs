@@ -17,6 +17,7 @@ mod keys;
 mod magic_link;
 mod mail;
 mod multi;
+mod openapi;
 mod postgres;
 mod reload;
 mod restart;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    Claims, Clock, Events, HashPool, IssuedToken, PhaseDoc, Problems, Sealer, Senders, Store,
-    StoreError, Throttle, Tokens, UniqueKey, UserRecord, UserUpdate, precis,
+    Claims, Clock, Events, FieldDoc, HashPool, IssuedToken, PhaseDoc, Problems, Sealer, Senders,
+    Store, StoreError, Throttle, Tokens, UniqueKey, UserRecord, UserUpdate, precis,
 };
 
 /// An HTTP method a phase answers to. (Named here so that this crate needs no HTTP library.)
@@ -528,6 +528,12 @@ pub trait ValidatedStrategy: Send + Sync + fmt::Debug {
 
     /// What each phase takes and answers, for the OpenAPI document.
     fn docs(&self) -> Vec<PhaseDoc> {
+        Vec::new()
+    }
+
+    /// The request fields [`Strategy::reauthenticate`] reads (`DELETE /me`), for the OpenAPI
+    /// document; none when the strategy cannot re-authenticate.
+    fn reauthenticate_docs(&self) -> Vec<FieldDoc> {
         Vec::new()
     }
 

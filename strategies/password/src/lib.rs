@@ -30,9 +30,9 @@ use authd_strategy_api::toml;
 use std::collections::BTreeMap;
 
 use authd_strategy_api::{
-    AttributeSpec, CredentialInput, Error, Event, Method, Outcome, Params, PhaseDoc, PhaseRequest,
-    PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, Sender, Services, Strategy,
-    StrategyFactory, Throttle, UserRecord, ValidatedStrategy, Verdict,
+    AttributeSpec, CredentialInput, Error, Event, FieldDoc, Method, Outcome, Params, PhaseDoc,
+    PhaseRequest, PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, Sender, Services,
+    Strategy, StrategyFactory, Throttle, UserRecord, ValidatedStrategy, Verdict,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -180,6 +180,14 @@ impl ValidatedStrategy for Validated {
         Some(reset.map_or(self.config.sign_in_token_lifetime, |r| {
             r.max(self.config.sign_in_token_lifetime)
         }))
+    }
+
+    fn reauthenticate_docs(&self) -> Vec<FieldDoc> {
+        vec![FieldDoc::string(
+            &self.config.password_field,
+            false,
+            "The user's password of this strategy, proving it is them.",
+        )]
     }
 
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {

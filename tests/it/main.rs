@@ -16,6 +16,7 @@ mod http_errors;
 mod magic_link;
 mod mail;
 mod multi;
+mod pages;
 mod postgres;
 mod reload;
 mod restart;

@@ -330,21 +330,18 @@ impl Ctx<'_> {
         reply
     }
 
-    /// Where to sign in to `subject` (the first strategy with a sign-in page).
+    /// Where to sign in to `subject`: a password's sign-in page, else a magic link's request.
     fn sign_in_path(&self, subject: &str) -> Option<String> {
         let registry = &self.generation.registry;
-        registry.strategies_of(subject).find_map(|(name, s)| {
-            let described = registry.described(subject, name)?;
-            let phase = match described.type_name.as_str() {
-                "password" => "sign_in",
-                "magic_link" => "request",
-                _ => return None,
-            };
-            s.phases()
-                .iter()
-                .any(|p| p.name == phase)
-                .then(|| format!("{}/{subject}/{name}/{phase}", self.base()))
-        })
+        [("password", "sign_in"), ("magic_link", "request")]
+            .into_iter()
+            .find_map(|(type_name, phase)| {
+                registry.strategies_of(subject).find_map(|(name, s)| {
+                    let described = registry.described(subject, name)?;
+                    (described.type_name == type_name && s.phases().iter().any(|p| p.name == phase))
+                        .then(|| format!("{}/{subject}/{name}/{phase}", self.base()))
+                })
+            })
     }
 }
 
@@ -1144,7 +1141,12 @@ async fn account(
                 Value::Bool(false) => "off".to_string(),
                 other => other.to_string(),
             };
-            json!({ "label": label(k), "value": text })
+            // A second factor shows under what it is, not under its strategy's name.
+            let is_totp = registry
+                .described(subject, k)
+                .is_some_and(|d| d.type_name == "totp");
+            let shown = if is_totp { "Two-step verification".to_string() } else { label(k) };
+            json!({ "label": shown, "value": text })
         })
         .collect();
     let no_shown = Shown::default();

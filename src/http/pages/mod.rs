@@ -1145,7 +1145,11 @@ async fn account(
             let is_totp = registry
                 .described(subject, k)
                 .is_some_and(|d| d.type_name == "totp");
-            let shown = if is_totp { "Two-step verification".to_string() } else { label(k) };
+            let shown = if is_totp {
+                "Two-step verification".to_string()
+            } else {
+                label(k)
+            };
             json!({ "label": shown, "value": text })
         })
         .collect();

@@ -626,3 +626,75 @@ fn config_errors_name_their_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn templates_are_replaced_from_templates_dir_and_reloaded_with_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("tpl");
+    std::fs::create_dir(&tpl).unwrap();
+    std::fs::write(
+        tpl.join("message.html"),
+        "<!doctype html><html lang=\"en\"><title>t</title><p>one: {{ page.heading }}</p></html>",
+    )
+    .unwrap();
+    let body = |title: &str| {
+        format!(
+            "{}\n[pages]\ntitle = \"{title}\"\ntemplates_dir = {:?}\ncookie = {{ secure = false }}\n",
+            user_resource(ARGON2, ""),
+            tpl.display().to_string()
+        )
+    };
+    let s = TestServer::start_watching(&body("First")).await;
+    let mut b = Browser::new(&s.base);
+    // A page of the replaced template (message.html), and one of the built-in form.html.
+    let message = b.get("/ui/user/confirm_nothing/x/y").await;
+    assert_eq!(message.status, StatusCode::NOT_FOUND);
+    assert!(
+        message.body.contains("one: Page not found"),
+        "{}",
+        message.body
+    );
+    assert!(
+        b.get("/ui/user/password/sign_in")
+            .await
+            .body
+            .contains("First")
+    );
+
+    // A template that does not compile refuses the reload; the old generation stays.
+    std::fs::write(tpl.join("message.html"), "{% if %}").unwrap();
+    s.save_by_rename(&s.text_for(&body("Second")));
+    let health = s
+        .wait_health("a refused reload", |h| !h["last_reload_error"].is_null())
+        .await;
+    assert_eq!(health["config"]["generation"], 1);
+    let status = s.status().await;
+    assert!(status.to_string().contains("message.html"), "{status}");
+    assert!(
+        b.get("/ui/user/password/sign_in")
+            .await
+            .body
+            .contains("First")
+    );
+
+    // Fixed, the next save applies both.
+    std::fs::write(
+        tpl.join("message.html"),
+        "<!doctype html><html lang=\"en\"><title>t</title><p>two: {{ page.heading }}</p></html>",
+    )
+    .unwrap();
+    s.save_by_rename(&s.text_for(&body("Third")));
+    s.wait_generation(2).await;
+    assert!(
+        b.get("/ui/user/password/sign_in")
+            .await
+            .body
+            .contains("Third")
+    );
+    let message = b.get("/ui/user/confirm_nothing/x/y").await;
+    assert!(
+        message.body.contains("two: Page not found"),
+        "{}",
+        message.body
+    );
+}

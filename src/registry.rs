@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authd_strategy_api::{
-    PhaseSpec, Problems, ResourceSpec, Services, Strategy, StrategyFactory, ValidatedStrategy,
+    PhaseDoc, PhaseSpec, Problems, ResourceSpec, Services, Strategy, StrategyFactory,
+    ValidatedStrategy,
 };
 
 use crate::config::{Config, ConfirmationConfig};
@@ -127,6 +128,14 @@ pub struct Registry {
     resources: BTreeMap<String, ResourceSpec>,
     strategies: BTreeMap<(String, String), Arc<dyn Strategy>>,
     confirmations: BTreeMap<String, Arc<LiveConfirmation>>,
+    /// Each strategy's `type` and phase documents (what its phases take), for the pages.
+    described: BTreeMap<(String, String), Described>,
+}
+
+/// What a strategy says of itself: its `type` and its phases' documents.
+pub struct Described {
+    pub type_name: String,
+    pub docs: Vec<PhaseDoc>,
 }
 
 /// A resource's confirmation settings with their live sender.
@@ -143,6 +152,7 @@ impl Registry {
         let mut resources = BTreeMap::new();
         let mut strategies = BTreeMap::new();
         let mut confirmations = BTreeMap::new();
+        let mut described = BTreeMap::new();
         for resource in &config.resources {
             let subject = resource.spec.name.clone();
             if let Some(c) = &resource.confirmation {
@@ -158,6 +168,13 @@ impl Registry {
             for s in &resource.strategies {
                 let live = s.validated.instantiate(&subject, &s.name, services);
                 strategies.insert((subject.clone(), s.name.clone()), live);
+                described.insert(
+                    (subject.clone(), s.name.clone()),
+                    Described {
+                        type_name: s.type_name.clone(),
+                        docs: s.validated.docs(),
+                    },
+                );
             }
             resources.insert(subject, resource.spec.clone());
         }
@@ -165,7 +182,14 @@ impl Registry {
             resources,
             strategies,
             confirmations,
+            described,
         }
+    }
+
+    /// The `type` and phase documents of a strategy of `subject`.
+    pub fn described(&self, subject: &str, strategy: &str) -> Option<&Described> {
+        self.described
+            .get(&(subject.to_string(), strategy.to_string()))
     }
 
     /// Every live strategy as `((subject, name), strategy)`.

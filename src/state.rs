@@ -39,6 +39,19 @@ pub struct Generation {
     pub introspection_clients: Vec<(String, Vec<u8>)>,
     /// The OpenAPI document of this config, serialized (`GET /openapi.json`).
     pub openapi: bytes::Bytes,
+    /// The hosted pages, with `[pages]`.
+    pub pages: Option<PagesState>,
+    /// The CORS layer of the JSON API, with `server.cors_allowed_origins`.
+    pub cors: Option<tower_http::cors::CorsLayer>,
+}
+
+/// What the hosted pages of a generation need: their settings, their compiled templates (the
+/// built-in ones or `templates_dir`'s, loaded with the config) and the key of their CSRF
+/// tokens (kept in the store, so that every daemon of a deployment agrees).
+pub struct PagesState {
+    pub config: crate::config::PagesConfig,
+    pub templates: crate::http::pages::Templates,
+    pub csrf_key: Vec<u8>,
 }
 
 /// What every request shares, across generations.

@@ -17,6 +17,7 @@ use authd_strategy_api::{
 
 mod diff;
 pub mod file;
+mod pages;
 mod raw;
 mod restart;
 pub mod schema;
@@ -27,6 +28,7 @@ mod tokens;
 mod tests;
 
 pub use diff::{Applies, Change, changes, key_changes};
+pub use pages::{CookieConfig, PagesConfig, SameSite};
 pub use restart::{RESTART_ONLY, refused_changes};
 pub use tokens::{IntrospectionConfig, KeyConfig, KeyState, SigningAlgorithm, TokensConfig};
 
@@ -46,6 +48,7 @@ const TOP_LEVEL: &[&str] = &[
     "tokens",
     "admin",
     "introspection",
+    "pages",
     "resources",
 ];
 
@@ -60,6 +63,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub admin: Option<AdminConfig>,
     pub introspection: IntrospectionConfig,
+    /// `[pages]`: the hosted pages, when the table is there.
+    pub pages: Option<PagesConfig>,
     pub resources: Vec<Resource>,
 }
 
@@ -96,6 +101,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub forwarded_header: crate::http::client_ip::ForwardedHeader,
+    /// Origins whose pages may call the JSON API (CORS); empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Where users and tokens are kept.
@@ -272,6 +279,15 @@ impl Config {
                 .map(|raw| Some(check_admin(raw, &mut problems))),
         };
 
+        let pages = match doc.remove("pages") {
+            None => None,
+            Some(value) => {
+                TableReader::read::<pages::RawPages>("pages", value, &mut problems).map(|raw| {
+                    pages::check_pages(raw, server.as_ref().map(|s| s.listen), &mut problems)
+                })
+            }
+        };
+
         let mut resources = Vec::new();
         match doc.remove("resources") {
             None => {}
@@ -302,6 +318,7 @@ impl Config {
                     tokens,
                     admin,
                     introspection,
+                    pages,
                     resources,
                 })
             }
@@ -381,6 +398,25 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
             ),
         }
     }
+    let mut cors_allowed_origins = Vec::new();
+    for (i, origin) in raw.cors_allowed_origins.iter().enumerate() {
+        match url::Url::parse(origin) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+                    && u.username().is_empty()
+                    && u.query().is_none() =>
+            {
+                cors_allowed_origins.push(origin.clone());
+            }
+            _ => problems.push(
+                format!("server.cors_allowed_origins[{i}]"),
+                "must be an origin such as \"https://app.example.com\" (scheme, host and port only; `*` is not accepted)",
+            ),
+        }
+    }
     ServerConfig {
         listen,
         max_body_bytes: raw.max_body_bytes,
@@ -392,6 +428,7 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
         body_timeout,
         trusted_proxies,
         forwarded_header: raw.forwarded_header,
+        cors_allowed_origins,
     }
 }
 

@@ -47,6 +47,13 @@ pub(crate) struct RawServer {
     /// (RFC 7239). Only that one is read: the other passes through from the client.
     #[serde(default)]
     pub forwarded_header: crate::http::client_ip::ForwardedHeader,
+    /// Origins (`"https://app.example.com"`: scheme, host, port) whose single-page apps may
+    /// call the JSON API from a browser: CORS answers (preflights included) name them, allow
+    /// the `Authorization` and `Content-Type` headers, and never credentials (cookies), so a
+    /// session cookie of the pages is never sent cross-origin. Default: none (no CORS
+    /// headers).
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -62,6 +69,7 @@ impl Default for RawServer {
             body_timeout: default_body_timeout(),
             trusted_proxies: Vec::new(),
             forwarded_header: Default::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

@@ -27,6 +27,7 @@ pub fn schema() -> Value {
     let store = table("store", RawStore::json_schema(&mut generator));
     let tokens = table("tokens", RawTokens::json_schema(&mut generator));
     let admin = table("admin", RawAdmin::json_schema(&mut generator));
+    let pages = table("pages", super::pages::RawPages::json_schema(&mut generator));
     let introspection = table(
         "introspection",
         RawIntrospection::json_schema(&mut generator),
@@ -110,6 +111,7 @@ pub fn schema() -> Value {
             "tokens": tokens,
             "admin": admin,
             "introspection": introspection,
+            "pages": pages,
             "resources": {
                 "type": "object",
                 "description": "One table per resource, by name (lower-case letters, digits and _). With none, authd serves only /healthz.",

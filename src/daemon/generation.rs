@@ -23,7 +23,15 @@ pub enum BuildError {
     Secret(#[from] tokens::Error),
     #[error("cannot start the hashing threads: {0}")]
     Pool(std::io::Error),
+    /// A template of `pages.templates_dir` cannot be read or does not compile.
+    #[error("{0}")]
+    Pages(String),
+    #[error("the store: {0}")]
+    Store(#[from] authd_strategy_api::StoreError),
 }
+
+/// The store's meta key holding the key of the pages' CSRF tokens.
+const PAGES_CSRF_KEY: &str = "pages_csrf_key";
 
 impl From<BuildError> for Problems {
     fn from(e: BuildError) -> Self {
@@ -99,11 +107,35 @@ pub(super) async fn build(
         };
         introspection_clients.push((name.clone(), tokens::read_secret(&key, source)?));
     }
+    let pages = match &config.pages {
+        None => None,
+        Some(p) => {
+            let templates = crate::http::pages::Templates::load(p.templates_dir.as_deref())
+                .map_err(BuildError::Pages)?;
+            let mut key = vec![0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), key.as_mut_slice());
+            let csrf_key = core.store.meta_put_if_absent(PAGES_CSRF_KEY, key).await?;
+            Some(crate::state::PagesState {
+                config: p.clone(),
+                templates,
+                csrf_key,
+            })
+        }
+    };
+    // With `pages.public_url`, messages whose sender sets no link link to the pages.
+    let senders: Arc<dyn authd_strategy_api::Senders> = match &config.pages {
+        Some(p) if p.public_url.is_some() => Arc::new(crate::delivery::PageLinks::new(
+            core.senders.clone(),
+            p.public_url.clone().unwrap_or_default(),
+            p.base_path.clone(),
+        )),
+        _ => core.senders.clone(),
+    };
     let services = Services {
         store: Arc::clone(core.store),
         tokens: tokens.clone(),
         pool: pool.clone(),
-        senders: core.senders.clone(),
+        senders,
         clock: core.clock.clone(),
         events: Arc::clone(core.events),
         sealer,
@@ -120,5 +152,7 @@ pub(super) async fn build(
         admin_token,
         introspection_clients,
         openapi: crate::openapi::to_bytes(config),
+        pages,
+        cors: crate::http::cors_layer(&config.server.cors_allowed_origins),
     })
 }

@@ -8,6 +8,7 @@
 //! read when an attempt is made, never stored in the outbox. A sender never logs a token,
 //! except the `log` sender, whose purpose is to.
 
+mod links;
 pub mod smtp;
 pub mod webhook;
 pub mod worker;
@@ -26,6 +27,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+pub use links::PageLinks;
 pub use worker::{Limits, backoff};
 
 /// The longest a TCP connect to a webhook may take (the sender's `timeout` bounds the whole

@@ -69,17 +69,17 @@ impl From<Rejection> for Failure {
     }
 }
 
-/// What a failure is on the wire.
-struct Parts {
-    status: StatusCode,
-    code: &'static str,
-    message: Cow<'static, str>,
-    fields: Option<FieldErrors>,
-    header: Option<(HeaderName, HeaderValue)>,
+/// What a failure is on the wire (the pages show the same status and messages).
+pub(super) struct Parts {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    pub fields: Option<FieldErrors>,
+    pub header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl Failure {
-    fn parts(self) -> Parts {
+    pub(super) fn parts(self) -> Parts {
         let plain = |status, code, message: &'static str| Parts {
             status,
             code,

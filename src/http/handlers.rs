@@ -41,6 +41,32 @@ pub(super) async fn require_session<B>(
         .ok_or(Failure::Rejected(Rejection::InvalidToken))
 }
 
+/// The signed-in caller of `subject` by the bearer token, or else by the pages' session
+/// cookie: always for reads (`GET /me`); for a state-changing JSON request (`sign_out`) only
+/// with an `X-Requested-With` header, which a cross-site form cannot send and a cross-origin
+/// script cannot send without a CORS preflight that authd does not grant for it. `401
+/// invalid_token` otherwise.
+pub(super) async fn require_session_or_cookie<B>(
+    generation: &Generation,
+    subject: &str,
+    req: &Request<B>,
+) -> Result<Session, Failure> {
+    if bearer(req).is_some() {
+        return require_session(generation, subject, req).await;
+    }
+    let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let marked = req.headers().contains_key("x-requested-with");
+    let token = generation
+        .pages
+        .as_ref()
+        .filter(|_| is_read || marked)
+        .and_then(|p| super::pages::session_cookie(&p.config, req.headers()))
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
+    sessions::authenticate(generation, subject, &token)
+        .await?
+        .ok_or(Failure::Rejected(Rejection::InvalidToken))
+}
+
 /// Public health: what a load balancer or an operator diffing configs needs, nothing that
 /// tells about accounts or settings. `503` while the store cannot serve.
 pub(super) async fn health(shared: &Shared, generation: &Generation) -> Reply {
@@ -103,7 +129,7 @@ pub(super) async fn me<B>(
     subject: &str,
     req: &Request<B>,
 ) -> Result<Reply, Failure> {
-    let session = require_session(generation, subject, req).await?;
+    let session = require_session_or_cookie(generation, subject, req).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "user": sessions::view(generation, subject, &session.user) }),
@@ -115,9 +141,15 @@ pub(super) async fn sign_out<B>(
     subject: &str,
     req: &Request<B>,
 ) -> Result<Reply, Failure> {
-    let session = require_session(generation, subject, req).await?;
+    let by_cookie = bearer(req).is_none();
+    let session = require_session_or_cookie(generation, subject, req).await?;
     sessions::sign_out(generation, &session).await??;
-    Ok(no_content())
+    let mut reply = no_content();
+    if by_cookie && let Some(pages) = &generation.pages {
+        // The cookie is dead: the browser may as well forget it.
+        super::pages::clear_session_cookie(&pages.config, &mut reply);
+    }
+    Ok(reply)
 }
 
 pub(super) async fn sign_out_all<B>(
@@ -222,15 +254,22 @@ where
     ))
 }
 
-/// Renders a strategy's verdict, applying the session rules to sign-ins (and sending the
-/// confirmation of a new user).
-pub(super) async fn verdict(
+/// A strategy's verdict after the daemon's rules: a sign-in settled by [`sessions::sign_in`]
+/// (and a new user's confirmation sent), or any other verdict as it was.
+pub(super) enum Settled {
+    SignedIn(SignedIn),
+    Other(Verdict),
+}
+
+/// Applies the session rules to an `Authenticated` verdict (and sends the confirmation of a
+/// new user); the JSON API ([`verdict`]) and the pages render what this returns.
+pub(super) async fn settle(
     generation: &Generation,
     subject: &str,
     strategy: &str,
     verdict: Verdict,
     via: sessions::Via,
-) -> Result<Reply, Failure> {
+) -> Result<Settled, Failure> {
     match verdict {
         Verdict::Authenticated {
             user,
@@ -240,8 +279,29 @@ pub(super) async fn verdict(
             if created {
                 accounts::after_create(generation, subject, &user).await?;
             }
-            let signed_in =
-                sessions::sign_in(generation, subject, strategy, (user, created, grant), via)?;
+            Ok(Settled::SignedIn(sessions::sign_in(
+                generation,
+                subject,
+                strategy,
+                (user, created, grant),
+                via,
+            )?))
+        }
+        other => Ok(Settled::Other(other)),
+    }
+}
+
+/// Renders a strategy's verdict, applying the session rules to sign-ins (and sending the
+/// confirmation of a new user).
+pub(super) async fn verdict(
+    generation: &Generation,
+    subject: &str,
+    strategy: &str,
+    verdict: Verdict,
+    via: sessions::Via,
+) -> Result<Reply, Failure> {
+    match settle(generation, subject, strategy, verdict, via).await? {
+        Settled::SignedIn(signed_in) => {
             let status = match &signed_in {
                 SignedIn::Token { created: true, .. } => StatusCode::CREATED,
                 _ => StatusCode::OK,
@@ -251,19 +311,22 @@ pub(super) async fn verdict(
                 &sessions::signed_in_body(generation, subject, &signed_in),
             ))
         }
-        Verdict::Continue { step, token } => Ok(json_response(
+        Settled::Other(Verdict::Authenticated { .. }) => Err(Failure::Internal(
+            "a settled verdict is still a sign-in".into(),
+        )),
+        Settled::Other(Verdict::Continue { step, token }) => Ok(json_response(
             StatusCode::OK,
             &json!({ "continue": step, "token": token.token }),
         )),
-        Verdict::Accepted => Ok(json_response(
+        Settled::Other(Verdict::Accepted) => Ok(json_response(
             StatusCode::ACCEPTED,
             &json!({ "status": "accepted" }),
         )),
-        Verdict::Json { status, body } => Ok(json_response(
+        Settled::Other(Verdict::Json { status, body }) => Ok(json_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             &body,
         )),
-        Verdict::NoContent => Ok(no_content()),
-        Verdict::Rejected(r) => Err(Failure::Rejected(r)),
+        Settled::Other(Verdict::NoContent) => Ok(no_content()),
+        Settled::Other(Verdict::Rejected(r)) => Err(Failure::Rejected(r)),
     }
 }

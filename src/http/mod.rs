@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod error;
 mod handlers;
 mod introspect;
+pub mod pages;
 pub mod params;
 mod router;
 
@@ -33,7 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower::{Layer, ServiceExt};
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -188,9 +191,25 @@ pub async fn serve(
                 let shared = Arc::clone(&conn_shared);
                 async move {
                     let reply = match surface {
-                        Surface::Public => handle(&shared, peer, req)
-                            .await
-                            .map(http_body_util::Either::Left),
+                        Surface::Public => {
+                            let cors = shared.current.load().cors.clone();
+                            match cors {
+                                None => handle(&shared, peer, req).await,
+                                Some(cors) => {
+                                    let inner = tower::service_fn(|req| {
+                                        let shared = Arc::clone(&shared);
+                                        async move {
+                                            Ok::<_, Infallible>(handle(&shared, peer, req).await)
+                                        }
+                                    });
+                                    match cors.layer(inner).oneshot(req).await {
+                                        Ok(reply) => reply,
+                                        Err(never) => match never {},
+                                    }
+                                }
+                            }
+                            .map(http_body_util::Either::Left)
+                        }
                         Surface::Admin => admin::handle(&shared, peer, req).await,
                     };
                     Ok::<_, Infallible>(reply)
@@ -219,6 +238,32 @@ pub async fn serve(
             tracing::warn!("HT0002 connections still open after the shutdown grace period");
         }
     }
+}
+
+/// The CORS layer of the public listener for `origins` (`server.cors_allowed_origins`);
+/// `None` when there are none. Simple and preflighted requests from those origins may use
+/// every method of the API with `Authorization` and `Content-Type`; credentials (cookies) are
+/// never allowed cross-origin, so the pages' session cookie is not usable from another site.
+pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let values: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(values))
+            .allow_methods([
+                hyper::Method::GET,
+                hyper::Method::POST,
+                hyper::Method::PATCH,
+                hyper::Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The peer of an in-process call (benchmarks, tests).

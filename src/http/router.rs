@@ -92,6 +92,11 @@ where
 {
     check_codings(&req)?;
     let generation = shared.current.load_full();
+    if let Some(pages) = &generation.pages
+        && super::pages::is_page_path(&pages.config, req.uri().path())
+    {
+        return Ok(super::pages::handle(&generation, pages, peer, req).await);
+    }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {

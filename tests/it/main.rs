@@ -18,6 +18,7 @@ mod magic_link;
 mod mail;
 mod multi;
 mod openapi;
+mod pages;
 mod postgres;
 mod reload;
 mod restart;

@@ -13,6 +13,7 @@ use authd_strategy_api::{Clock, Collision, HashPool, Services, Store};
 use serde::Serialize;
 
 use crate::config::ServerConfig;
+use crate::metrics::{GenerationMetrics, Metrics, RouteTable};
 use crate::registry::Registry;
 use crate::tokens::TokenService;
 
@@ -35,6 +36,10 @@ pub struct Generation {
     pub services: Services,
     /// The admin token, read when this generation was built; `None` without `[admin]`.
     pub admin_token: Option<Vec<u8>>,
+    /// The route patterns (labels and logs), counted with `[metrics]`.
+    pub routes: RouteTable,
+    /// With `[metrics]`: this generation's sign-in counters, resolved.
+    pub metrics: Option<GenerationMetrics>,
 }
 
 /// What every request shares, across generations.
@@ -44,6 +49,8 @@ pub struct Shared {
     pub clock: Clock,
     /// What operators see beyond the generation in force (`GET /admin/status`).
     pub status: Mutex<Status>,
+    /// Every series, with `[metrics]` (a restart-only table).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Shared {

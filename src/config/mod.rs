@@ -17,6 +17,7 @@ use authd_strategy_api::{
 
 mod diff;
 pub mod file;
+mod observe;
 mod raw;
 mod restart;
 
@@ -25,6 +26,7 @@ mod restart;
 mod tests;
 
 pub use diff::{Applies, Change, changes};
+pub use observe::{EventsConfig, LogConfig, LogFormat, MetricsConfig};
 pub use restart::{RESTART_ONLY, refused_changes};
 
 use raw::{RawAdmin, RawAttribute, RawConfirmation, RawServer, RawStore, RawTokens};
@@ -33,7 +35,17 @@ use raw::{RawAdmin, RawAttribute, RawConfirmation, RawServer, RawStore, RawToken
 pub const VERSION: i64 = 1;
 
 /// The top-level keys of the file.
-const TOP_LEVEL: &[&str] = &["version", "server", "store", "tokens", "admin", "resources"];
+const TOP_LEVEL: &[&str] = &[
+    "version",
+    "server",
+    "store",
+    "tokens",
+    "admin",
+    "metrics",
+    "log",
+    "events",
+    "resources",
+];
 
 /// Strategy names that would clash with the resource's own routes (`/auth/<subject>/me`).
 const RESERVED_STRATEGY_NAMES: &[&str] = &["me", "sign_out", "sign_out_all", "confirm"];
@@ -45,6 +57,11 @@ pub struct Config {
     pub store: StoreConfig,
     pub tokens: TokensConfig,
     pub admin: Option<AdminConfig>,
+    /// `[metrics]`: `None` without the table (no listener, nothing measured).
+    pub metrics: Option<MetricsConfig>,
+    pub log: LogConfig,
+    /// `[events]`: `None` without the table (no event sent).
+    pub events: Option<EventsConfig>,
     pub resources: Vec<Resource>,
 }
 
@@ -246,6 +263,18 @@ impl Config {
             Some(value) => TableReader::read::<RawAdmin>("admin", value, &mut problems)
                 .map(|raw| Some(check_admin(raw, &mut problems))),
         };
+        let metrics = match doc.remove("metrics") {
+            None => Some(None),
+            Some(value) => TableReader::read::<raw::RawMetrics>("metrics", value, &mut problems)
+                .map(|raw| Some(observe::check_metrics(raw, &mut problems))),
+        };
+        let log = read_section::<raw::RawLog>(&mut doc, "log", &mut problems)
+            .map(|raw| observe::check_log(raw, &mut problems));
+        let events = match doc.remove("events") {
+            None => Some(None),
+            Some(value) => TableReader::read::<raw::RawEvents>("events", value, &mut problems)
+                .map(|raw| observe::check_events(raw, &mut problems)),
+        };
 
         let mut resources = Vec::new();
         match doc.remove("resources") {
@@ -266,17 +295,37 @@ impl Config {
         {
             problems.push("admin.listen", "must differ from server.listen");
         }
-
-        match (server, store, tokens, admin) {
-            (Some(server), Some(store), Some(tokens), Some(admin)) if problems.is_empty() => {
-                Ok(Config {
-                    server,
-                    store,
-                    tokens,
-                    admin,
-                    resources,
-                })
+        if let (Some(server), Some(Some(metrics))) = (&server, &metrics) {
+            let admin_listen = admin.as_ref().and_then(|a| a.as_ref()).map(|a| a.listen);
+            if metrics.listen.port() != 0
+                && (metrics.listen == server.listen || Some(metrics.listen) == admin_listen)
+            {
+                problems.push(
+                    "metrics.listen",
+                    "must differ from server.listen and admin.listen",
+                );
             }
+        }
+
+        match (server, store, tokens, admin, metrics, log, events) {
+            (
+                Some(server),
+                Some(store),
+                Some(tokens),
+                Some(admin),
+                Some(metrics),
+                Some(log),
+                Some(events),
+            ) if problems.is_empty() => Ok(Config {
+                server,
+                store,
+                tokens,
+                admin,
+                metrics,
+                log,
+                events,
+                resources,
+            }),
             _ => Err(problems),
         }
     }

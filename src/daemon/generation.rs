@@ -6,7 +6,10 @@ use std::sync::Arc;
 use authd_strategy_api::{HashPool, Problem, Problems, Services};
 use sha2::{Digest, Sha256};
 
-use authd_strategy_api::{Clock, Events, Store};
+use authd_strategy_api::{Clock, Events, Senders, Store};
+
+use crate::events::{DaemonEvents, EventQueue};
+use crate::metrics::Metrics;
 
 use crate::config::{Config, SecretSource};
 use crate::delivery::DaemonSenders;
@@ -44,7 +47,11 @@ pub(super) struct Parts<'a> {
     pub store: &'a Arc<dyn Store>,
     pub clock: &'a Clock,
     pub senders: &'a Arc<DaemonSenders>,
-    pub events: &'a Arc<dyn Events>,
+    /// With `[metrics]`.
+    pub metrics: Option<&'a Arc<Metrics>>,
+    /// Where account events go on their way to the outbox; `None` sends none (the command
+    /// line, which runs no outbox task).
+    pub event_queue: Option<&'a EventQueue>,
 }
 
 /// Builds a complete generation for `config`.
@@ -55,12 +62,23 @@ pub(super) async fn build(
     number: u64,
     previous_pool: Option<&HashPool>,
 ) -> Result<Generation, BuildError> {
+    let hooks = match (&config.events, core.event_queue) {
+        (Some(events), Some(queue)) => {
+            Some((events, core.senders.build(&events.sender), queue.clone()))
+        }
+        _ => None,
+    };
+    let events: Arc<dyn Events> = Arc::new(DaemonEvents::new(
+        core.metrics.cloned(),
+        hooks,
+        core.clock.clone(),
+    ));
     let secret = tokens::load_secret(&config.tokens, core.store.as_ref()).await?;
     let tokens = Arc::new(TokenService::new(
         &config.tokens,
         &secret,
         core.clock.clone(),
-        Arc::clone(core.events),
+        Arc::clone(&events),
     ));
     let pool = match previous_pool {
         Some(pool)
@@ -88,7 +106,7 @@ pub(super) async fn build(
         pool: pool.clone(),
         senders: core.senders.clone(),
         clock: core.clock.clone(),
-        events: Arc::clone(core.events),
+        events,
         sealer: Arc::new(authd_strategy_api::ClearSealer),
     };
     Ok(Generation {
@@ -101,5 +119,7 @@ pub(super) async fn build(
         pool,
         services,
         admin_token,
+        routes: crate::metrics::RouteTable::new(config, core.metrics),
+        metrics: core.metrics.map(|m| m.for_config(config)),
     })
 }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod client_ip;
 pub mod error;
 mod handlers;
+pub mod observe;
 pub mod params;
 mod router;
 
@@ -187,9 +188,12 @@ pub async fn serve(
                 let shared = Arc::clone(&conn_shared);
                 async move {
                     let reply = match surface {
-                        Surface::Public => handle(&shared, peer, req)
-                            .await
-                            .map(http_body_util::Either::Left),
+                        Surface::Public => {
+                            let observed = observe::Observed::start(&shared, &req);
+                            let mut reply = handle(&shared, peer, req).await;
+                            observed.finish(&mut reply);
+                            reply.map(http_body_util::Either::Left)
+                        }
                         Surface::Admin => admin::handle(&shared, peer, req).await,
                     };
                     Ok::<_, Infallible>(reply)

@@ -3,7 +3,8 @@
 //! `config` reads and validates the file, `registry` turns it into live strategy plugins,
 //! `daemon` wires a generation of them with the store and reloads it, `http` answers requests
 //! and `sessions` holds the rules of signed-in users, `tokens` signs JWTs, `delivery` sends
-//! messages through the store's outbox, `store` opens the configured backend. `state` is what
+//! messages through the store's outbox, `store` opens the configured backend, `metrics` counts
+//! (Prometheus) and `events` turns what happens into series and account webhooks. `state` is what
 //! a request reads. `cli` is the binary's front end. See ARCHITECTURE.md.
 
 pub mod accounts;

@@ -148,7 +148,12 @@ fn metrics_log_and_events_are_validated_and_the_listener_needs_a_restart() {
          [events]\nsender = {{ type = \"log\" }}\ntypes = []\n{RESOURCE}"
     );
     let found = paths(&bad);
-    for path in ["metrics.listen", "log.format", "events.sender.type", "events.types"] {
+    for path in [
+        "metrics.listen",
+        "log.format",
+        "events.sender.type",
+        "events.types",
+    ] {
         assert!(found.contains(&path.to_string()), "{path} in {found:?}");
     }
 }

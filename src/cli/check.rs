@@ -47,6 +47,12 @@ pub fn describe(path: &Path, config: &Config) -> String {
             .map(|a| format!("  admin {}", a.listen))
             .unwrap_or_default()
     );
+    if let Some(metrics) = &config.metrics {
+        let _ = writeln!(out, "metrics {} (GET /metrics)", metrics.listen);
+    }
+    if let Some(events) = &config.events {
+        let _ = writeln!(out, "events {} to a webhook", events.types.join(", "));
+    }
     for resource in &config.resources {
         let attrs: Vec<String> = resource
             .spec

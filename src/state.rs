@@ -13,6 +13,7 @@ use authd_strategy_api::{Clock, Collision, HashPool, Services, Store};
 use serde::Serialize;
 
 use crate::config::ServerConfig;
+use crate::metrics::{GenerationMetrics, Metrics, RouteTable};
 use crate::registry::Registry;
 use crate::tokens::TokenService;
 
@@ -43,6 +44,10 @@ pub struct Generation {
     pub pages: Option<PagesState>,
     /// The CORS layer of the JSON API, with `server.cors_allowed_origins`.
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The route patterns (labels and logs), counted with `[metrics]`.
+    pub routes: RouteTable,
+    /// With `[metrics]`: this generation's sign-in counters, resolved.
+    pub metrics: Option<GenerationMetrics>,
 }
 
 /// What the hosted pages of a generation need: their settings, their compiled templates (the
@@ -61,6 +66,8 @@ pub struct Shared {
     pub clock: Clock,
     /// What operators see beyond the generation in force (`GET /admin/status`).
     pub status: Mutex<Status>,
+    /// Every series, with `[metrics]` (a restart-only table).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Shared {

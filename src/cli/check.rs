@@ -77,6 +77,12 @@ pub fn describe(path: &Path, config: &Config) -> String {
             format!("; audience {}", tokens.audience.join(", "))
         }
     );
+    if let Some(metrics) = &config.metrics {
+        let _ = writeln!(out, "metrics {} (GET /metrics)", metrics.listen);
+    }
+    if let Some(events) = &config.events {
+        let _ = writeln!(out, "events {} to a webhook", events.types.join(", "));
+    }
     for resource in &config.resources {
         let attrs: Vec<String> = resource
             .spec

@@ -36,6 +36,10 @@ pub enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// `text` or `json` (one JSON object per line, one `request` event per request);
+        /// overrides `[log] format`.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Validate a configuration file and list its resources, strategies and routes.
     Check {
@@ -91,6 +95,27 @@ pub enum StoreCommand {
     },
 }
 
+/// The log on standard error, as `format` says. `RUST_LOG` sets the levels; without it,
+/// `info`, and the per-request events (target `authd::request`) only in JSON.
+fn init_log(format: crate::config::LogFormat) {
+    let default = match format {
+        crate::config::LogFormat::Json => "info",
+        crate::config::LogFormat::Text => "info,authd::request=off",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        crate::config::LogFormat::Text => builder.init(),
+    }
+}
+
 /// A runtime for the commands that use the store.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -114,12 +139,24 @@ pub fn main() -> ExitCode {
         Command::Store(StoreCommand::Check { config }) => store_check(&config),
         Command::Users(args) => users::main(args),
         Command::Store(StoreCommand::Copy { from, to }) => copy::copy(&from, &to),
-        Command::Serve { config } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+        Command::Serve { config, log_format } => {
+            // The file names the log format: read it before anything is logged (a file that
+            // does not load is reported below, once the log is set up).
+            let loaded = load(&config);
+            let format = log_format
+                .as_deref()
+                .and_then(crate::config::LogFormat::parse)
+                .or_else(|| loaded.as_ref().ok().map(|(c, _)| c.log.format))
+                .unwrap_or_default();
+            init_log(format);
+            let (parsed, text) = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("authd: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -130,7 +167,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let outcome = runtime.block_on(serve(&config));
+            let outcome = runtime.block_on(serve(&config, parsed, &text));
             // A read of the config stuck on a dead file system holds a blocking thread: do
             // not wait for it forever.
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-use super::check::load;
+use crate::config::Config;
 
-/// `authd serve`: runs until SIGINT or SIGTERM.
+/// `authd serve`: runs `config` (read from `path`, whose text was `text`) until SIGINT or
+/// SIGTERM.
 ///
 /// # Errors
-/// When the config is invalid or the daemon cannot start.
-pub async fn serve(path: &Path) -> anyhow::Result<()> {
-    let (config, text) = load(path)?;
-    let mut daemon = crate::Daemon::start(config, &text).await?;
+/// When the daemon cannot start.
+pub async fn serve(path: &Path, config: Config, text: &str) -> anyhow::Result<()> {
+    let mut daemon = crate::Daemon::start(config, text).await?;
     let triggers = daemon.watch(path)?;
     #[cfg(unix)]
     {

@@ -17,6 +17,7 @@ use authd_strategy_api::{
 
 mod diff;
 pub mod file;
+mod observe;
 mod pages;
 mod raw;
 mod restart;
@@ -28,6 +29,7 @@ mod tokens;
 mod tests;
 
 pub use diff::{Applies, Change, changes, key_changes};
+pub use observe::{EventsConfig, LogConfig, LogFormat, MetricsConfig};
 pub use pages::{CookieConfig, PagesConfig, SameSite};
 pub use restart::{RESTART_ONLY, refused_changes};
 pub use tokens::{IntrospectionConfig, KeyConfig, KeyState, SigningAlgorithm, TokensConfig};
@@ -49,6 +51,9 @@ const TOP_LEVEL: &[&str] = &[
     "admin",
     "introspection",
     "pages",
+    "metrics",
+    "log",
+    "events",
     "resources",
 ];
 
@@ -65,6 +70,11 @@ pub struct Config {
     pub introspection: IntrospectionConfig,
     /// `[pages]`: the hosted pages, when the table is there.
     pub pages: Option<PagesConfig>,
+    /// `[metrics]`: `None` without the table (no listener, nothing measured).
+    pub metrics: Option<MetricsConfig>,
+    pub log: LogConfig,
+    /// `[events]`: `None` without the table (no event sent).
+    pub events: Option<EventsConfig>,
     pub resources: Vec<Resource>,
 }
 
@@ -278,6 +288,18 @@ impl Config {
             Some(value) => TableReader::read::<RawAdmin>("admin", value, &mut problems)
                 .map(|raw| Some(check_admin(raw, &mut problems))),
         };
+        let metrics = match doc.remove("metrics") {
+            None => Some(None),
+            Some(value) => TableReader::read::<raw::RawMetrics>("metrics", value, &mut problems)
+                .map(|raw| Some(observe::check_metrics(raw, &mut problems))),
+        };
+        let log = read_section::<raw::RawLog>(&mut doc, "log", &mut problems)
+            .map(|raw| observe::check_log(raw, &mut problems));
+        let events = match doc.remove("events") {
+            None => Some(None),
+            Some(value) => TableReader::read::<raw::RawEvents>("events", value, &mut problems)
+                .map(|raw| observe::check_events(raw, &mut problems)),
+        };
 
         let pages = match doc.remove("pages") {
             None => None,
@@ -307,21 +329,49 @@ impl Config {
         {
             problems.push("admin.listen", "must differ from server.listen");
         }
-
-        match (server, store, tokens, admin, introspection) {
-            (Some(server), Some(store), Some(tokens), Some(admin), Some(introspection))
-                if problems.is_empty() =>
+        if let (Some(server), Some(Some(metrics))) = (&server, &metrics) {
+            let admin_listen = admin.as_ref().and_then(|a| a.as_ref()).map(|a| a.listen);
+            if metrics.listen.port() != 0
+                && (metrics.listen == server.listen || Some(metrics.listen) == admin_listen)
             {
-                Ok(Config {
-                    server,
-                    store,
-                    tokens,
-                    admin,
-                    introspection,
-                    pages,
-                    resources,
-                })
+                problems.push(
+                    "metrics.listen",
+                    "must differ from server.listen and admin.listen",
+                );
             }
+        }
+
+        match (
+            server,
+            store,
+            tokens,
+            admin,
+            introspection,
+            metrics,
+            log,
+            events,
+        ) {
+            (
+                Some(server),
+                Some(store),
+                Some(tokens),
+                Some(admin),
+                Some(introspection),
+                Some(metrics),
+                Some(log),
+                Some(events),
+            ) if problems.is_empty() => Ok(Config {
+                server,
+                store,
+                tokens,
+                admin,
+                introspection,
+                pages,
+                metrics,
+                log,
+                events,
+                resources,
+            }),
             _ => Err(problems),
         }
     }

@@ -343,3 +343,51 @@ fn default_key_state() -> String {
 fn default_token_lifetime() -> String {
     "14d".into()
 }
+
+/// `[metrics]`: Prometheus metrics (`GET /metrics`, OpenMetrics text) on a listener of their
+/// own. Without the table there is no metrics listener and nothing is measured. `listen`
+/// needs a restart.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    /// Address and port of the metrics listener, e.g. `127.0.0.1:9464`. It answers without
+    /// authentication: keep it on a private address. Its labels never hold an identity, a
+    /// user id, an address or a token.
+    pub listen: String,
+}
+
+/// `[log]`: how the daemon writes its log (to standard error). Needs a restart.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
+pub(super) struct RawLog {
+    /// `"text"` (default: one human-readable line per event) or `"json"` (one JSON object
+    /// per line, with one `request` event per HTTP request: route, status, duration_ms,
+    /// request_id). `authd serve --log-format` overrides it. Levels come from `RUST_LOG`
+    /// (default `info`).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["text", "json"]))]
+    pub format: Option<String>,
+}
+
+/// `[events]`: account events POSTed to a webhook through the durable outbox, signed as the
+/// Standard Webhooks specification says, each with a stable id (the `webhook-id` header).
+/// Without the table no event is sent. The body is
+/// `{"type", "id", "timestamp", "data": {"resource", "user_id", "strategy"}}`: never a
+/// password, a hash, a token, an identity or an address.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    /// Where events go: `{ type = "webhook", url = "http://...", secret_env = "NAME" }`, with
+    /// the webhook sender's other keys (`secret_file`, `retry_base`, `give_up_after`,
+    /// `timeout`). An event is given up 3 days after it happened at the latest.
+    #[schemars(with = "authd_strategy_api::SenderSpec")]
+    pub sender: toml::Value,
+    /// The event types to send, among `user.registered`, `user.signed_in`,
+    /// `user.sign_in_failed`, `user.locked_out`, `password.reset`, `password.changed`,
+    /// `user.deleted`. Default: all of them.
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+}

@@ -70,6 +70,16 @@ fn admin_listen(c: &Config) -> String {
         .unwrap_or_default()
 }
 
+fn metrics_listen(c: &Config) -> String {
+    c.metrics
+        .as_ref()
+        .map(|m| m.listen.to_string())
+        .unwrap_or_default()
+}
+fn log_format(c: &Config) -> String {
+    c.log.format.as_str().to_string()
+}
+
 /// Every key whose change needs a restart.
 pub const RESTART_ONLY: &[RestartKey] = &[
     RestartKey {
@@ -107,6 +117,14 @@ pub const RESTART_ONLY: &[RestartKey] = &[
     RestartKey {
         path: "admin.listen",
         value: admin_listen,
+    },
+    RestartKey {
+        path: "metrics.listen",
+        value: metrics_listen,
+    },
+    RestartKey {
+        path: "log.format",
+        value: log_format,
     },
 ];
 

@@ -28,6 +28,12 @@ pub fn schema() -> Value {
     let tokens = table("tokens", RawTokens::json_schema(&mut generator));
     let admin = table("admin", RawAdmin::json_schema(&mut generator));
     let pages = table("pages", super::pages::RawPages::json_schema(&mut generator));
+    let metrics = table(
+        "metrics",
+        super::raw::RawMetrics::json_schema(&mut generator),
+    );
+    let log = table("log", super::raw::RawLog::json_schema(&mut generator));
+    let events = table("events", super::raw::RawEvents::json_schema(&mut generator));
     let introspection = table(
         "introspection",
         RawIntrospection::json_schema(&mut generator),
@@ -112,6 +118,9 @@ pub fn schema() -> Value {
             "admin": admin,
             "introspection": introspection,
             "pages": pages,
+            "metrics": metrics,
+            "log": log,
+            "events": events,
             "resources": {
                 "type": "object",
                 "description": "One table per resource, by name (lower-case letters, digits and _). With none, authd serves only /healthz.",

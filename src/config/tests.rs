@@ -125,3 +125,35 @@ fn restart_only_keys_are_one_list_for_reloads_and_check() {
     }
     assert!(refused_changes(&a, &a).is_empty());
 }
+
+#[test]
+fn metrics_log_and_events_are_validated_and_the_listener_needs_a_restart() {
+    let base = format!("version = 1\n{RESOURCE}");
+    let on = format!(
+        "version = 1\n[metrics]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\n{RESOURCE}"
+    );
+    let a = crate::registry::parse_config(&base).unwrap();
+    let b = crate::registry::parse_config(&on).unwrap();
+    assert!(a.metrics.is_none() && a.events.is_none());
+    assert_eq!(b.log.format, super::LogFormat::Json);
+    let refused: Vec<String> = refused_changes(&a, &b)
+        .0
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
+    assert_eq!(refused, ["metrics.listen", "log.format"]);
+
+    let bad = format!(
+        "version = 1\n[metrics]\nlisten = \"nowhere\"\n[log]\nformat = \"xml\"\n\
+         [events]\nsender = {{ type = \"log\" }}\ntypes = []\n{RESOURCE}"
+    );
+    let found = paths(&bad);
+    for path in [
+        "metrics.listen",
+        "log.format",
+        "events.sender.type",
+        "events.types",
+    ] {
+        assert!(found.contains(&path.to_string()), "{path} in {found:?}");
+    }
+}

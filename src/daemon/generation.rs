@@ -6,7 +6,10 @@ use std::sync::Arc;
 use authd_strategy_api::{ClearSealer, HashPool, Problem, Problems, Sealer, Services};
 use sha2::{Digest, Sha256};
 
-use authd_strategy_api::{Clock, Events, Store};
+use authd_strategy_api::{Clock, Events, Senders, Store};
+
+use crate::events::{DaemonEvents, EventQueue};
+use crate::metrics::Metrics;
 
 use crate::config::{Config, SecretSource};
 use crate::delivery::DaemonSenders;
@@ -53,7 +56,11 @@ pub(super) struct Parts<'a> {
     pub store: &'a Arc<dyn Store>,
     pub clock: &'a Clock,
     pub senders: &'a Arc<DaemonSenders>,
-    pub events: &'a Arc<dyn Events>,
+    /// With `[metrics]`.
+    pub metrics: Option<&'a Arc<Metrics>>,
+    /// Where account events go on their way to the outbox; `None` sends none (the command
+    /// line, which runs no outbox task).
+    pub event_queue: Option<&'a EventQueue>,
 }
 
 /// Builds a complete generation for `config`.
@@ -64,6 +71,17 @@ pub(super) async fn build(
     number: u64,
     previous_pool: Option<&HashPool>,
 ) -> Result<Generation, BuildError> {
+    let hooks = match (&config.events, core.event_queue) {
+        (Some(events), Some(queue)) => {
+            Some((events, core.senders.build(&events.sender), queue.clone()))
+        }
+        _ => None,
+    };
+    let events: Arc<dyn Events> = Arc::new(DaemonEvents::new(
+        core.metrics.cloned(),
+        hooks,
+        core.clock.clone(),
+    ));
     // One key-encryption machinery for signing keys and strategy secrets (TOTP seeds).
     let sealer: Arc<dyn Sealer> = match &config.tokens.key_encryption_key_env {
         Some(var) => Arc::new(KekSealer(Kek::from_env(var).map_err(tokens::Error::from)?)),
@@ -75,7 +93,7 @@ pub(super) async fn build(
             core.store.as_ref(),
             Arc::clone(&sealer),
             core.clock.clone(),
-            Arc::clone(core.events),
+            Arc::clone(&events),
         )
         .await?,
     );
@@ -137,7 +155,7 @@ pub(super) async fn build(
         pool: pool.clone(),
         senders,
         clock: core.clock.clone(),
-        events: Arc::clone(core.events),
+        events,
         sealer,
     };
     Ok(Generation {
@@ -154,5 +172,7 @@ pub(super) async fn build(
         openapi: crate::openapi::to_bytes(config),
         pages,
         cors: crate::http::cors_layer(&config.server.cors_allowed_origins),
+        routes: crate::metrics::RouteTable::new(config, core.metrics),
+        metrics: core.metrics.map(|m| m.for_config(config)),
     })
 }

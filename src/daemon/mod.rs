@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use authd_strategy_api::{Clock, Events, NoEvents, Problems};
+use authd_strategy_api::{Clock, Problems};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::delivery::{self, DaemonSenders};
+use crate::events::EventQueue;
 use crate::http::{self, ConnectionLimits, Surface};
+use crate::metrics::{Metrics, TimedStore};
 use crate::state::{Generation, Shared, Status};
 
 pub use generation::{BuildError, file_hash};
@@ -57,7 +59,7 @@ pub enum StartError {
 pub(crate) struct Core {
     shared: Arc<Shared>,
     senders: Arc<DaemonSenders>,
-    events: Arc<dyn Events>,
+    event_queue: EventQueue,
     /// The config the daemon started with: restart-only keys are compared against it.
     start_config: Config,
     reloading: Mutex<()>,
@@ -67,6 +69,7 @@ pub(crate) struct Core {
 pub struct Daemon {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     core: Arc<Core>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -89,7 +92,8 @@ impl Core {
             store: &self.shared.store,
             clock: &self.shared.clock,
             senders: &self.senders,
-            events: &self.events,
+            metrics: self.shared.metrics.as_ref(),
+            event_queue: Some(&self.event_queue),
         }
     }
 }
@@ -117,12 +121,24 @@ impl Daemon {
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
+        let metrics = config.metrics.as_ref().map(|_| Arc::new(Metrics::new()));
+        let store = match &metrics {
+            Some(m) => TimedStore::wrap(store, m),
+            None => store,
+        };
         let (listener, addr) = bind("server.listen", config.server.listen).await?;
         let admin = match &config.admin {
             Some(admin) => Some(bind("admin.listen", admin.listen).await?),
             None => None,
         };
-        let events: Arc<dyn Events> = Arc::new(NoEvents);
+        let metrics_listener = match &config.metrics {
+            Some(m) => Some(bind("metrics.listen", m.listen).await?),
+            None => None,
+        };
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (event_queue, event_task) = EventQueue::new(stop.clone());
+        tasks.spawn(event_task);
         let limits = delivery::Limits::default();
         let senders = Arc::new(DaemonSenders::new(store.clone(), limits, clock.clone()));
         let shared_status = Status {
@@ -133,7 +149,8 @@ impl Daemon {
             store: &store,
             clock: &clock,
             senders: &senders,
-            events: &events,
+            metrics: metrics.as_ref(),
+            event_queue: Some(&event_queue),
         };
         let first = generation::build(&parts, &config, text, 1, None).await?;
         let core = Arc::new(Core {
@@ -142,15 +159,14 @@ impl Daemon {
                 store,
                 clock: clock.clone(),
                 status: std::sync::Mutex::new(shared_status),
+                metrics,
             }),
             senders,
-            events,
+            event_queue,
             start_config: config,
             reloading: Mutex::new(()),
         });
 
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
         let server = &core.start_config.server;
         tasks.spawn(http::serve(
             listener,
@@ -181,13 +197,27 @@ impl Daemon {
             wake: core.senders.wake(),
             limits,
             clock,
+            metrics: core.shared.metrics.clone(),
         };
         tasks.spawn(worker.run(stop.clone()));
+        let metrics_addr = match (metrics_listener, &core.shared.metrics) {
+            (Some((listener, metrics_addr)), Some(metrics)) => {
+                tasks.spawn(crate::metrics::serve(
+                    listener,
+                    Arc::clone(&core.shared),
+                    Arc::clone(metrics),
+                    stop.clone(),
+                ));
+                Some(metrics_addr)
+            }
+            _ => None,
+        };
         tasks.spawn(maintenance::run(Arc::clone(&core), stop.clone()));
-        tracing::info!(%addr, admin = ?admin_addr, resources = core.start_config.resources.len(), store = %core.start_config.store.describe(), "authd listening");
+        tracing::info!(%addr, admin = ?admin_addr, metrics = ?metrics_addr, resources = core.start_config.resources.len(), store = %core.start_config.store.describe(), "authd listening");
         Ok(Daemon {
             addr,
             admin_addr,
+            metrics_addr,
             core,
             stop,
             tasks,
@@ -206,7 +236,6 @@ impl Daemon {
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
-        let events: Arc<dyn Events> = Arc::new(NoEvents);
         let senders = Arc::new(DaemonSenders::new(
             store.clone(),
             delivery::Limits::default(),
@@ -217,7 +246,8 @@ impl Daemon {
             store: &store,
             clock: &clock,
             senders: &senders,
-            events: &events,
+            metrics: None,
+            event_queue: None,
         };
         Ok(Arc::new(
             generation::build(&parts, config, text, 1, None).await?,
@@ -232,6 +262,11 @@ impl Daemon {
     /// The admin listener's address, with `[admin]`.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The metrics listener's address, with `[metrics]`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The clock the daemon reads (tests move it).

@@ -43,10 +43,16 @@ impl Core {
         let outcome = self.try_reload(text).await;
         match &outcome {
             Ok(number) => {
-                tracing::info!(generation = number, file_hash = %generation::file_hash(text), "config reloaded");
+                if let Some(m) = &self.shared.metrics {
+                    m.reloaded("applied");
+                }
+                tracing::info!(generation = number, file_hash = %generation::file_hash(text), "RL0100 config reloaded");
                 self.shared.with_status(|s| s.last_reload_error = None);
             }
             Err(problems) => {
+                if let Some(m) = &self.shared.metrics {
+                    m.reloaded("rejected");
+                }
                 for p in &problems.0 {
                     tracing::error!(problem = %p, "RL0001 config reload rejected; the previous config stays in force");
                 }
@@ -77,6 +83,9 @@ impl Core {
     }
 
     fn record_read_failure(&self, e: &ReadError) {
+        if let Some(m) = &self.shared.metrics {
+            m.reloaded("rejected");
+        }
         tracing::error!(error = %e, "RL0002 cannot read the config file; the previous config stays in force");
         let failure = ReloadFailure {
             at: self.shared.clock.now_secs(),

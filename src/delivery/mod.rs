@@ -94,9 +94,14 @@ impl DaemonSenders {
         let message: Message = serde_json::from_value(job.payload.clone())
             .map_err(|_| Failure::Permanent("SN0010 the payload is not a message".into()))?;
         match &spec {
-            SenderSpec::Webhook(w) => {
-                webhook::attempt(&self.client, w, &job.message_id(), &webhook_body(&message)).await
-            }
+            SenderSpec::Webhook(w) => match crate::events::webhook_event(&message) {
+                // An account event: its own body, and its own id at every attempt.
+                Some((id, event)) => webhook::attempt(&self.client, w, id, event).await,
+                None => {
+                    webhook::attempt(&self.client, w, &job.message_id(), &webhook_body(&message))
+                        .await
+                }
+            },
             SenderSpec::Smtp(s) => smtp::attempt(s, &job.message_id(), &message).await,
             SenderSpec::Log {} => Err(Failure::Permanent(
                 "SN0008 the log sender does not deliver from the outbox".into(),

@@ -65,9 +65,26 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     pub limits: Limits,
     pub clock: Clock,
+    /// With `[metrics]`: counts each attempt's result.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// The channel of a job (`webhook`, `smtp`), as a label.
+fn channel_of(job: &Job) -> &'static str {
+    match job.channel.get("type").and_then(serde_json::Value::as_str) {
+        Some("webhook") => "webhook",
+        Some("smtp") => "smtp",
+        _ => "other",
+    }
 }
 
 impl Worker {
+    fn count(&self, job: &Job, result: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.delivery(&job.kind, channel_of(job), result);
+        }
+    }
+
     /// Records the outcome of one attempt: removes the job, or schedules the next attempt, or
     /// gives up at the deadline.
     async fn settle(&self, job: Job, outcome: Result<(), Failure>) {
@@ -75,10 +92,12 @@ impl Worker {
         let attempts = job.attempts + 1;
         let result = match outcome {
             Ok(()) => {
+                self.count(&job, "ok");
                 tracing::info!(id = %id, kind = %job.kind, attempts, "OB0100 message delivered");
                 self.store.outbox_complete(job.key).await
             }
             Err(Failure::Permanent(error)) => {
+                self.count(&job, "dropped");
                 tracing::error!(id = %id, kind = %job.kind, attempts, error = %error, "OB0004 message cannot be delivered; dropped");
                 self.store.outbox_complete(job.key).await
             }
@@ -93,9 +112,11 @@ impl Worker {
                 let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                 let next = now.saturating_add(wait_ms);
                 if next > job.deadline_ms {
+                    self.count(&job, "expired");
                     tracing::error!(id = %id, kind = %job.kind, attempts, error = %error, "OB0003 message not delivered before its deadline; given up");
                     self.store.outbox_complete(job.key).await
                 } else {
+                    self.count(&job, "retry");
                     tracing::warn!(id = %id, kind = %job.kind, attempts, error = %error, retry_in_ms = wait_ms, "OB0002 delivery attempt failed; will retry");
                     self.store
                         .outbox_retry(job.key, next, attempts, error)
@@ -138,6 +159,7 @@ impl Worker {
                             tracing::error!(id = %format!("msg_{}", id.simple()), "OB0007 unreadable outbox record; dropped");
                         }
                         for job in claim.expired {
+                            self.count(&job, "expired");
                             tracing::error!(id = %job.message_id(), kind = %job.kind, attempts = job.attempts, error = job.last_error.as_deref().unwrap_or("no attempt was made in time"), "OB0003 message not delivered before its deadline; given up");
                             if let Err(e) = self.store.outbox_complete(job.key).await {
                                 tracing::warn!(error = %e, "OB0005 outbox store failed");

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use authd_strategy_api::{Rejection, Session, Verdict};
+use authd_strategy_api::{Event, Rejection, Session, Verdict, event_names};
 use hyper::body::Body;
 use hyper::header;
 use hyper::{Method, Request, StatusCode};
@@ -254,6 +254,32 @@ where
     ))
 }
 
+/// A first factor let a user in (not a registration): counted, and `user.signed_in` when a
+/// token was granted.
+fn count_sign_in(generation: &Generation, subject: &str, strategy: &str, signed_in: &SignedIn) {
+    use crate::metrics::SignInOutcome;
+    let outcome = match signed_in {
+        SignedIn::Continue { .. } => SignInOutcome::Continue,
+        SignedIn::Token { token: None, .. } => SignInOutcome::Unconfirmed,
+        SignedIn::Token {
+            user,
+            token: Some(_),
+            ..
+        } => {
+            generation.services.events.emit(Event::Account {
+                name: event_names::USER_SIGNED_IN,
+                subject,
+                strategy: Some(strategy),
+                user: Some(user),
+            });
+            SignInOutcome::Ok
+        }
+    };
+    if let Some(metrics) = &generation.metrics {
+        metrics.sign_in(subject, strategy, outcome);
+    }
+}
+
 /// A strategy's verdict after the daemon's rules: a sign-in settled by [`sessions::sign_in`]
 /// (and a new user's confirmation sent), or any other verdict as it was.
 pub(super) enum Settled {
@@ -279,13 +305,12 @@ pub(super) async fn settle(
             if created {
                 accounts::after_create(generation, subject, &user).await?;
             }
-            Ok(Settled::SignedIn(sessions::sign_in(
-                generation,
-                subject,
-                strategy,
-                (user, created, grant),
-                via,
-            )?))
+            let signed_in =
+                sessions::sign_in(generation, subject, strategy, (user, created, grant), via)?;
+            if via == sessions::Via::FirstFactor && !created {
+                count_sign_in(generation, subject, strategy, &signed_in);
+            }
+            Ok(Settled::SignedIn(signed_in))
         }
         other => Ok(Settled::Other(other)),
     }

@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod error;
 mod handlers;
 mod introspect;
+pub mod observe;
 pub mod pages;
 pub mod params;
 mod router;
@@ -192,8 +193,9 @@ pub async fn serve(
                 async move {
                     let reply = match surface {
                         Surface::Public => {
+                            let observed = observe::Observed::start(&shared, &req);
                             let cors = shared.current.load().cors.clone();
-                            match cors {
+                            let mut reply = match cors {
                                 None => handle(&shared, peer, req).await,
                                 Some(cors) => {
                                     let inner = tower::service_fn(|req| {
@@ -207,8 +209,9 @@ pub async fn serve(
                                         Err(never) => match never {},
                                     }
                                 }
-                            }
-                            .map(http_body_util::Either::Left)
+                            };
+                            observed.finish(&mut reply);
+                            reply.map(http_body_util::Either::Left)
                         }
                         Surface::Admin => admin::handle(&shared, peer, req).await,
                     };

@@ -16,6 +16,7 @@ use super::BoxError;
 use super::error::{Failure, Reply};
 use super::handlers;
 use super::introspect;
+use crate::metrics::SignInOutcome;
 use crate::registry::Registry;
 use crate::state::Shared;
 
@@ -72,6 +73,21 @@ pub(super) fn allow(allowed: &[&str], method: &Method) -> Result<(), Failure> {
             }
         }
         Err(Failure::MethodNotAllowed(list.join(", ")))
+    }
+}
+
+/// The sign-in outcome of a verdict that refuses or continues (the granted ones are counted
+/// once the session rules have been applied).
+fn refused_sign_in(verdict: &authd_strategy_api::Verdict) -> Option<SignInOutcome> {
+    use authd_strategy_api::{Rejection, Verdict};
+    match verdict {
+        Verdict::Continue { .. } => Some(SignInOutcome::Continue),
+        Verdict::Rejected(Rejection::AuthenticationFailed | Rejection::InvalidToken) => {
+            Some(SignInOutcome::Failed)
+        }
+        Verdict::Rejected(Rejection::RateLimited { .. }) => Some(SignInOutcome::Locked),
+        Verdict::Rejected(Rejection::Unconfirmed) => Some(SignInOutcome::Unconfirmed),
+        _ => None,
     }
 }
 
@@ -190,6 +206,12 @@ where
                 Access::Session => crate::sessions::Via::Session,
             };
             let verdict = strategy.handle(phase.name, request).await?;
+            if via == crate::sessions::Via::FirstFactor
+                && let Some(metrics) = &generation.metrics
+                && let Some(outcome) = refused_sign_in(&verdict)
+            {
+                metrics.sign_in(subject, strategy_name, outcome);
+            }
             handlers::verdict(&generation, subject, strategy_name, verdict, via).await
         }
         _ => Err(Failure::NotFound),

@@ -28,35 +28,35 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// One request a [`Hook`] received, and how it answered.
 #[derive(Debug, Clone)]
-struct Hit {
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Hit {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
     status: StatusCode,
 }
 
 impl Hit {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e})"))
     }
 }
 
 /// A webhook endpoint: answers 500 to the first `fail_first` requests and 200 after, each
 /// after `delay`; records every request.
-struct Hook {
-    url: String,
+pub(crate) struct Hook {
+    pub(crate) url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     successes: mpsc::UnboundedReceiver<Hit>,
 }
 
 impl Hook {
-    async fn start(fail_first: usize, delay: Duration) -> Hook {
+    pub(crate) async fn start(fail_first: usize, delay: Duration) -> Hook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -128,7 +128,7 @@ impl Hook {
     }
 
     /// The next request answered 2xx, waiting up to [`WAIT`].
-    async fn next_success(&mut self) -> Hit {
+    pub(crate) async fn next_success(&mut self) -> Hit {
         tokio::time::timeout(WAIT, self.successes.recv())
             .await
             .unwrap_or_else(|_| panic!("no successful delivery within {WAIT:?}: {:?}", self.hits()))
@@ -136,7 +136,7 @@ impl Hook {
     }
 
     /// Asserts that no request is answered 2xx for `ms` milliseconds.
-    async fn no_success_for(&mut self, ms: u64) {
+    pub(crate) async fn no_success_for(&mut self, ms: u64) {
         let got = tokio::time::timeout(Duration::from_millis(ms), self.successes.recv()).await;
         assert!(got.is_err(), "unexpected second delivery: {got:?}");
     }
@@ -184,7 +184,7 @@ async fn wait_outbox_depth(s: &TestServer, depth: u64) -> Value {
 }
 
 /// The Standard Webhooks check, written out independently of the daemon's code.
-fn verify_signature(key: &[u8], hit: &Hit) -> bool {
+pub(crate) fn verify_signature(key: &[u8], hit: &Hit) -> bool {
     let id = hit.header("webhook-id");
     let timestamp = hit.header("webhook-timestamp");
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|e| panic!("{e}"));

@@ -22,7 +22,7 @@ import tomllib
 
 from jsonschema import Draft202012Validator
 
-TOP_LEVEL = {"version", "server", "store", "tokens", "admin", "introspection", "pages", "resources"}
+TOP_LEVEL = {"version", "server", "store", "tokens", "admin", "introspection", "pages", "metrics", "log", "events", "resources"}
 # Bare keys of a fragment -> the schema definition they are validated against.
 BARE = {"sender": "SenderSpec", "request_limit": "RequestLimitSetting"}
 

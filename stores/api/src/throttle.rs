@@ -62,6 +62,9 @@ pub enum ThrottleOp {
 pub enum ThrottleOutcome {
     /// Done (a reservation was counted, or the record updated).
     Done,
+    /// The reservation was counted and was the limit-th of its window: the key is locked
+    /// from now on (this attempt itself runs). Reported so that lockouts can be counted.
+    LockedNow,
     /// Refused: the key is locked for this many more seconds. Nothing was counted.
     Locked { retry_after: u64 },
 }
@@ -103,7 +106,8 @@ pub fn apply(
                 r.window_start = now;
             }
             r.count += 1;
-            if r.count >= limit {
+            let locks = r.count >= limit;
+            if locks {
                 let lock = window
                     .saturating_mul(1u64 << r.lockouts.min(20))
                     .min(MAX_LOCKOUT_SECS.max(window));
@@ -116,7 +120,12 @@ pub fn apply(
                 .locked_until
                 .max(r.window_start.saturating_add(window))
                 .saturating_add(window);
-            (Some(r), ThrottleOutcome::Done)
+            let outcome = if locks {
+                ThrottleOutcome::LockedNow
+            } else {
+                ThrottleOutcome::Done
+            };
+            (Some(r), outcome)
         }
     }
 }
@@ -156,7 +165,7 @@ mod tests {
         assert_eq!(o, ThrottleOutcome::Done);
         let (r, _) = reserve(r, t0 + 1);
         let (r, o) = reserve(r, t0 + 2);
-        assert_eq!(o, ThrottleOutcome::Done, "the 3rd attempt itself runs");
+        assert_eq!(o, ThrottleOutcome::LockedNow, "the 3rd attempt itself runs");
         assert_eq!(locked_for(r.as_ref(), t0 + 2), Some(60));
         let (r, o) = reserve(r, t0 + 3);
         assert_eq!(o, ThrottleOutcome::Locked { retry_after: 59 });

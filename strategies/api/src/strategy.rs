@@ -459,7 +459,7 @@ pub struct Services {
 impl Services {
     /// The throttling service over this store and clock.
     pub fn throttle(&self) -> Throttle {
-        Throttle::new(self.store.clone(), self.clock.clone())
+        Throttle::new(self.store.clone(), self.clock.clone()).with_events(self.events.clone())
     }
 }
 

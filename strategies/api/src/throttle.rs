@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use authd_store_api::{ThrottleKey, ThrottleOp, ThrottleOutcome, ThrottleStore};
 
-use crate::{Clock, Error};
+use crate::{Clock, Error, Event, Events, NoEvents};
 
 /// A limit: `max` per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,8 @@ impl Counted {
 pub struct Reservation {
     keys: Vec<Counted>,
     throttle: Option<Throttle>,
+    /// The kinds of the keys this reservation locked (it was their limit-th attempt).
+    locked_now: Vec<KeyKind>,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -119,16 +121,49 @@ impl Drop for Reservation {
     }
 }
 
+impl Reservation {
+    /// Whether this attempt locked its identity: it was the limit-th of its window. The
+    /// lockout stands if the attempt fails (a success clears the identity).
+    pub fn locks_identity(&self) -> bool {
+        self.locked_now.contains(&KeyKind::Identity)
+    }
+}
+
 /// The throttling service.
 #[derive(Clone)]
 pub struct Throttle {
     store: Arc<dyn ThrottleStore>,
     clock: Clock,
+    events: Arc<dyn Events>,
+}
+
+fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Identity => "identity",
+        KeyKind::Address => "address",
+    }
 }
 
 impl Throttle {
     pub fn new(store: Arc<dyn ThrottleStore>, clock: Clock) -> Throttle {
-        Throttle { store, clock }
+        Throttle {
+            store,
+            clock,
+            events: Arc::new(NoEvents),
+        }
+    }
+
+    /// Reports each lockout to `events` ([`Event::LockedOut`]).
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Throttle {
+        self.events = events;
+        self
+    }
+
+    fn locked_out(&self, kind: KeyKind) {
+        self.events.emit(Event::LockedOut {
+            kind: kind_name(kind),
+        });
     }
 
     /// Counts one attempt against every key, in one durable write. `Err(seconds)` when a key
@@ -141,6 +176,7 @@ impl Throttle {
             return Ok(Ok(Reservation {
                 keys,
                 throttle: None,
+                locked_now: Vec::new(),
             }));
         }
         let ops = keys
@@ -163,14 +199,28 @@ impl Throttle {
             .iter()
             .filter_map(|o| match o {
                 ThrottleOutcome::Locked { retry_after } => Some(*retry_after),
-                ThrottleOutcome::Done => None,
+                ThrottleOutcome::Done | ThrottleOutcome::LockedNow => None,
             })
             .max();
+        let locked_now: Vec<KeyKind> = keys
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == ThrottleOutcome::LockedNow)
+            .map(|(k, _)| k.kind)
+            .collect();
+        // An address stays locked whatever the attempt gives; an identity only if it fails
+        // (counted when the reservation is settled).
+        for kind in &locked_now {
+            if *kind == KeyKind::Address {
+                self.locked_out(*kind);
+            }
+        }
         Ok(match locked {
             Some(secs) => Err(secs.max(1)),
             None => Ok(Reservation {
                 keys,
                 throttle: Some(self.clone()),
+                locked_now,
             }),
         })
     }
@@ -182,6 +232,10 @@ impl Throttle {
     /// When the store fails.
     pub async fn count(&self, keys: Vec<Counted>) -> Result<Result<(), u64>, Error> {
         Ok(self.reserve(keys).await?.map(|mut kept| {
+            // Counted for good: an identity locked by it stays locked.
+            if kept.locks_identity() {
+                self.locked_out(KeyKind::Identity);
+            }
             kept.throttle = None;
             kept.keys.clear();
         }))
@@ -195,6 +249,9 @@ impl Throttle {
     /// When the store fails.
     pub async fn settle(&self, mut reservation: Reservation, success: bool) -> Result<(), Error> {
         reservation.throttle = None;
+        if !success && reservation.locks_identity() {
+            self.locked_out(KeyKind::Identity);
+        }
         let keys = std::mem::take(&mut reservation.keys);
         if keys.is_empty() {
             return Ok(());

@@ -80,14 +80,33 @@ impl Inner {
                 return busy();
             }
         };
-        let Some(mut user) = user.filter(|_| known && verified) else {
+        let user = match user {
+            Some(user) if known && verified => Ok(user),
+            other => Err(other),
+        };
+        let Ok(mut user) = user else {
+            let locks = reservation.locks_identity();
             self.throttle.settle(reservation, false).await?;
+            // Only a user that exists; an unknown identity is never named.
+            let existing = user
+                .as_ref()
+                .err()
+                .and_then(Option::as_ref)
+                .filter(|_| known);
             self.services.events.emit(Event::Account {
                 name: event_names::USER_SIGN_IN_FAILED,
                 subject: &self.subject,
                 strategy: Some(&self.name),
-                user: None,
+                user: existing,
             });
+            if locks {
+                self.services.events.emit(Event::Account {
+                    name: event_names::USER_LOCKED_OUT,
+                    subject: &self.subject,
+                    strategy: Some(&self.name),
+                    user: existing,
+                });
+            }
             return rejected(Rejection::AuthenticationFailed);
         };
         // The identity proved itself: its count is cleared, the address's given back.

@@ -1,0 +1,678 @@
+//! Prometheus metrics: the series, the per-generation handles the request path uses, and the
+//! `[metrics]` listener (`GET /metrics`, OpenMetrics text through `prometheus-client`).
+//!
+//! Cheap on the hot path: a request looks its route up in a table built once per generation
+//! (the config's route patterns, never the raw path: anything else is `unmatched`), and the
+//! counters and histograms it touches are handles resolved in advance (atomics, no
+//! allocation). Labels come from the config (resources, strategies, routes) or from the code
+//! (algorithms, purposes, outcomes), never from a request: no identity, user id, address or
+//! token can become a label, and the number of series is bounded by the config.
+//!
+//! Must not know HTTP beyond its own listener, nor decide anything: it only counts.
+
+pub mod store;
+
+pub use store::TimedStore;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::state::Shared;
+
+/// Seconds a password hash or verification takes: from a cheap test setting to a slow one.
+const HASH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Seconds a request takes, from a token check to a queued hash.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Seconds a store call takes, from an embedded read to a slow database.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Most values a label filled from the code (algorithms, purposes) may take; past it, the
+/// value is counted as `other` (a bug would otherwise grow the series without bound).
+const MAX_CODE_LABEL_VALUES: usize = 32;
+/// The label of a request that matched no route of the config.
+pub const UNMATCHED: &str = "unmatched";
+/// Scrapes served at once.
+const MAX_SCRAPERS: usize = 16;
+
+type Constructor = fn() -> Histogram;
+
+fn hash_histogram() -> Histogram {
+    Histogram::new(HASH_BUCKETS.iter().copied())
+}
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS.iter().copied())
+}
+fn store_histogram() -> Histogram {
+    Histogram::new(STORE_BUCKETS.iter().copied())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignInLabels {
+    resource: Arc<str>,
+    strategy: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlgorithmLabels {
+    algorithm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RehashLabels {
+    from: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurposeLabels {
+    purpose: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    kind: String,
+    channel: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: Arc<str>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+/// Every series of the daemon. Lives as long as the daemon (across generations).
+pub struct Metrics {
+    registry: Registry,
+    sign_in: Family<SignInLabels, Counter>,
+    hash: Family<AlgorithmLabels, Histogram, Constructor>,
+    verify: Family<AlgorithmLabels, Histogram, Constructor>,
+    rehash: Family<RehashLabels, Counter>,
+    tokens: Family<PurposeLabels, Counter>,
+    lockouts: Family<KindLabels, Counter>,
+    hash_queue_depth: Gauge,
+    busy: Counter,
+    outbox_depth: Gauge,
+    outbox_deliveries: Family<DeliveryLabels, Counter>,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_generation: Gauge,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram, Constructor>,
+    store_ops: Family<OpLabels, Histogram, Constructor>,
+    events_dropped: Counter,
+    created: Created,
+}
+
+/// Label sets created so far in the families whose values come from the code (upper bounds).
+#[derive(Default)]
+struct Created {
+    hash: AtomicUsize,
+    verify: AtomicUsize,
+    rehash: AtomicUsize,
+    tokens: AtomicUsize,
+    deliveries: AtomicUsize,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Every series, registered and empty.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let sign_in = Family::default();
+        registry.register(
+            "authd_sign_in",
+            "Sign-in attempts by resource, strategy and outcome (ok, failed, locked, unconfirmed, continue)",
+            Family::clone(&sign_in),
+        );
+        let hash = Family::new_with_constructor(hash_histogram as Constructor);
+        registry.register(
+            "authd_password_hash_seconds",
+            "Time to hash a new password on the hashing pool (queue wait included), by algorithm",
+            Family::clone(&hash),
+        );
+        let verify = Family::new_with_constructor(hash_histogram as Constructor);
+        registry.register(
+            "authd_password_verify_seconds",
+            "Time to verify a password on the hashing pool (queue wait included), by the stored hash's algorithm",
+            Family::clone(&verify),
+        );
+        let rehash = Family::default();
+        registry.register(
+            "authd_rehash",
+            "Stored hashes upgraded at sign-in, from one algorithm to another",
+            Family::clone(&rehash),
+        );
+        let tokens = Family::default();
+        registry.register(
+            "authd_tokens_issued",
+            "Tokens issued, by purpose",
+            Family::clone(&tokens),
+        );
+        let lockouts = Family::default();
+        registry.register(
+            "authd_lockouts",
+            "Keys locked out after too many attempts, by kind (identity or address)",
+            Family::clone(&lockouts),
+        );
+        let hash_queue_depth = Gauge::default();
+        registry.register(
+            "authd_hash_queue_depth",
+            "Hashing jobs waiting or running on the pool",
+            hash_queue_depth.clone(),
+        );
+        let busy = Counter::default();
+        registry.register(
+            "authd_busy",
+            "Requests answered 503 (hashing queue full, store unavailable)",
+            busy.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "authd_outbox_depth",
+            "Messages waiting in the outbox (read at scrape time)",
+            outbox_depth.clone(),
+        );
+        let outbox_deliveries = Family::default();
+        registry.register(
+            "authd_outbox_deliveries",
+            "Outbox delivery attempts by message kind, channel (webhook, smtp) and result (ok, retry, dropped, expired)",
+            Family::clone(&outbox_deliveries),
+        );
+        let config_reloads = Family::default();
+        registry.register(
+            "authd_config_reloads",
+            "Config reloads by result (applied, rejected)",
+            Family::clone(&config_reloads),
+        );
+        let config_generation = Gauge::default();
+        registry.register(
+            "authd_config_generation",
+            "The generation of the config in force (1 at start, +1 per applied reload)",
+            config_generation.clone(),
+        );
+        let http_requests = Family::default();
+        registry.register(
+            "authd_http_requests",
+            "Requests of the public listener by route pattern and status",
+            Family::clone(&http_requests),
+        );
+        let http_duration = Family::new_with_constructor(http_histogram as Constructor);
+        registry.register(
+            "authd_http_request_duration_seconds",
+            "Time to answer a request of the public listener, by route pattern",
+            Family::clone(&http_duration),
+        );
+        let store_ops = Family::new_with_constructor(store_histogram as Constructor);
+        registry.register(
+            "authd_store_operation_seconds",
+            "Time of each store call, by operation",
+            Family::clone(&store_ops),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "authd_events_dropped",
+            "Account events not queued for the webhook (the event queue was full)",
+            events_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            sign_in,
+            hash,
+            verify,
+            rehash,
+            tokens,
+            lockouts,
+            hash_queue_depth,
+            busy,
+            outbox_depth,
+            outbox_deliveries,
+            config_reloads,
+            config_generation,
+            http_requests,
+            http_duration,
+            store_ops,
+            events_dropped,
+            created: Created::default(),
+        }
+    }
+
+    /// A value for a label filled from the code, bounded: past [`MAX_CODE_LABEL_VALUES`]
+    /// distinct values in `family`, `other`.
+    fn bounded<S, M, C>(
+        (family, created): (&Family<S, M, C>, &AtomicUsize),
+        value: &str,
+        known: impl Fn(&str) -> S,
+    ) -> S
+    where
+        S: Clone + std::hash::Hash + Eq,
+        C: prometheus_client::metrics::family::MetricConstructor<M>,
+    {
+        let labels = known(value);
+        if family.get(&labels).is_some()
+            || created.fetch_add(1, Ordering::Relaxed) < MAX_CODE_LABEL_VALUES
+        {
+            labels
+        } else {
+            known("other")
+        }
+    }
+
+    /// A password hashed (`verify: false`) or verified, in `seconds`.
+    pub fn hashed(&self, algorithm: &str, verify: bool, seconds: f64) {
+        let family = if verify { &self.verify } else { &self.hash };
+        let created = if verify {
+            &self.created.verify
+        } else {
+            &self.created.hash
+        };
+        let labels = Self::bounded((family, created), algorithm, |a| AlgorithmLabels {
+            algorithm: a.to_string(),
+        });
+        family.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn rehashed(&self, from: &str, to: &str) {
+        let labels = Self::bounded((&self.rehash, &self.created.rehash), from, |f| {
+            RehashLabels {
+                from: f.to_string(),
+                to: to.to_string(),
+            }
+        });
+        self.rehash.get_or_create(&labels).inc();
+    }
+
+    pub fn token_issued(&self, purpose: &str) {
+        let labels = Self::bounded((&self.tokens, &self.created.tokens), purpose, |p| {
+            PurposeLabels {
+                purpose: p.to_string(),
+            }
+        });
+        self.tokens.get_or_create(&labels).inc();
+    }
+
+    /// `kind`: `identity` or `address`.
+    pub fn locked_out(&self, kind: &'static str) {
+        self.lockouts.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// One outbox attempt: `result` is `ok`, `retry`, `dropped` or `expired`.
+    pub fn delivery(&self, kind: &str, channel: &'static str, result: &'static str) {
+        let labels = Self::bounded(
+            (&self.outbox_deliveries, &self.created.deliveries),
+            kind,
+            |k| DeliveryLabels {
+                kind: k.to_string(),
+                channel,
+                result,
+            },
+        );
+        self.outbox_deliveries.get_or_create(&labels).inc();
+    }
+
+    /// A reload: `applied` or `rejected`.
+    pub fn reloaded(&self, result: &'static str) {
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// The histogram of store operation `op`, resolved once by the store wrapper.
+    pub fn store_op(&self, op: &'static str) -> Histogram {
+        self.store_ops.get_or_create_owned(&OpLabels { op })
+    }
+
+    /// The sign-in counters of one generation, resolved now.
+    pub fn for_config(self: &Arc<Self>, config: &Config) -> GenerationMetrics {
+        let mut sign_in: HashMap<Box<str>, HashMap<Box<str>, SignInCounters>> = HashMap::new();
+        for resource in &config.resources {
+            let subject: Arc<str> = Arc::from(resource.spec.name.as_str());
+            let of_resource = sign_in
+                .entry(resource.spec.name.clone().into())
+                .or_default();
+            for strategy in &resource.strategies {
+                let name: Arc<str> = Arc::from(strategy.name.as_str());
+                let counter = |outcome: &'static str| {
+                    self.sign_in.get_or_create_owned(&SignInLabels {
+                        resource: Arc::clone(&subject),
+                        strategy: Arc::clone(&name),
+                        outcome,
+                    })
+                };
+                of_resource.insert(
+                    strategy.name.clone().into(),
+                    SignInCounters {
+                        ok: counter("ok"),
+                        failed: counter("failed"),
+                        locked: counter("locked"),
+                        unconfirmed: counter("unconfirmed"),
+                        continued: counter("continue"),
+                    },
+                );
+            }
+        }
+        GenerationMetrics {
+            metrics: Arc::clone(self),
+            sign_in,
+        }
+    }
+
+    /// The text of a scrape: the gauges read now, then every series.
+    pub async fn render(&self, shared: &Shared) -> String {
+        {
+            let generation = shared.current.load();
+            self.hash_queue_depth
+                .set(i64::try_from(generation.pool.pending()).unwrap_or(i64::MAX));
+            self.config_generation
+                .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
+        }
+        let outbox = tokio::time::timeout(
+            Duration::from_secs(2),
+            shared.store.outbox_stats(shared.clock.now_ms()),
+        )
+        .await;
+        if let Ok(Ok(stats)) = outbox {
+            self.outbox_depth
+                .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+        }
+        let mut text = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            tracing::warn!("MT0002 the metrics could not be encoded");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The route patterns of one config, for labels and logs: a request's path is looked up
+/// here, and only what is found here (or `unmatched`) is ever shown.
+pub struct RouteTable {
+    exact: HashMap<Box<str>, Arc<Route>>,
+    /// Routes ending in a path parameter, by the path before it.
+    param: HashMap<Box<str>, Arc<Route>>,
+    unmatched: Arc<Route>,
+}
+
+/// One route pattern, and its counters with `[metrics]`.
+pub struct Route {
+    pub pattern: Arc<str>,
+    counters: Option<RouteCounters>,
+}
+
+/// A route's series, resolved in advance.
+struct RouteCounters {
+    metrics: Arc<Metrics>,
+    duration: Histogram,
+    /// The common statuses, resolved at first use; others go through the family.
+    common: [OnceLock<Counter<u64, AtomicU64>>; COMMON_STATUSES.len()],
+}
+
+const COMMON_STATUSES: [u16; 12] = [200, 201, 202, 204, 400, 401, 403, 404, 405, 409, 429, 503];
+
+impl Route {
+    fn new(metrics: Option<&Arc<Metrics>>, pattern: &str) -> Route {
+        let pattern: Arc<str> = Arc::from(pattern);
+        Route {
+            counters: metrics.map(|m| RouteCounters {
+                metrics: Arc::clone(m),
+                duration: m.http_duration.get_or_create_owned(&RouteLabels {
+                    route: Arc::clone(&pattern),
+                }),
+                common: Default::default(),
+            }),
+            pattern,
+        }
+    }
+
+    /// Whether requests of this route are counted (`[metrics]`).
+    pub fn is_measured(&self) -> bool {
+        self.counters.is_some()
+    }
+
+    /// One request of this route answered `status` after `seconds`.
+    pub fn request(&self, status: u16, seconds: f64) {
+        let Some(c) = &self.counters else {
+            return;
+        };
+        c.duration.observe(seconds);
+        let labels = || HttpLabels {
+            route: Arc::clone(&self.pattern),
+            status,
+        };
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => {
+                c.common[i]
+                    .get_or_init(|| c.metrics.http_requests.get_or_create_owned(&labels()))
+                    .inc();
+            }
+            None => {
+                c.metrics.http_requests.get_or_create(&labels()).inc();
+            }
+        }
+        if status == 503 {
+            c.metrics.busy.inc();
+        }
+    }
+}
+
+impl RouteTable {
+    /// The routes of `config`, counted into `metrics` when given.
+    pub fn new(config: &Config, metrics: Option<&Arc<Metrics>>) -> RouteTable {
+        let mut exact = HashMap::new();
+        let mut param = HashMap::new();
+        for route in crate::registry::routes(config) {
+            let make = || Arc::new(Route::new(metrics, &route.path));
+            match route.path.rsplit_once("/{") {
+                Some((prefix, _)) => {
+                    param
+                        .entry(prefix.to_string().into_boxed_str())
+                        .or_insert_with(make);
+                }
+                None => {
+                    exact
+                        .entry(route.path.clone().into_boxed_str())
+                        .or_insert_with(make);
+                }
+            }
+        }
+        RouteTable {
+            exact,
+            param,
+            unmatched: Arc::new(Route::new(metrics, UNMATCHED)),
+        }
+    }
+
+    /// The route pattern `path` was served by, or `unmatched`: never the path itself.
+    pub fn route(&self, path: &str) -> &Arc<Route> {
+        if let Some(route) = self.exact.get(path) {
+            return route;
+        }
+        path.rsplit_once('/')
+            .and_then(|(prefix, _)| self.param.get(prefix))
+            .unwrap_or(&self.unmatched)
+    }
+}
+
+/// A strategy's sign-in counters, one per outcome.
+struct SignInCounters {
+    ok: Counter,
+    failed: Counter,
+    locked: Counter,
+    unconfirmed: Counter,
+    continued: Counter,
+}
+
+/// How a sign-in attempt ended, for `authd_sign_in_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInOutcome {
+    Ok,
+    Failed,
+    Locked,
+    Unconfirmed,
+    Continue,
+}
+
+/// The sign-in counters one generation uses: built with it, dropped with it.
+pub struct GenerationMetrics {
+    metrics: Arc<Metrics>,
+    sign_in: HashMap<Box<str>, HashMap<Box<str>, SignInCounters>>,
+}
+
+impl GenerationMetrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A sign-in attempt of `strategy` of `resource` (both from the registry: unknown names
+    /// count nothing).
+    pub fn sign_in(&self, resource: &str, strategy: &str, outcome: SignInOutcome) {
+        let Some(counters) = self.sign_in.get(resource).and_then(|s| s.get(strategy)) else {
+            return;
+        };
+        match outcome {
+            SignInOutcome::Ok => counters.ok.inc(),
+            SignInOutcome::Failed => counters.failed.inc(),
+            SignInOutcome::Locked => counters.locked.inc(),
+            SignInOutcome::Unconfirmed => counters.unconfirmed.inc(),
+            SignInOutcome::Continue => counters.continued.inc(),
+        };
+    }
+}
+
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `GET /metrics` on `listener` until `stop`: a small listener of its own, a few
+/// connections at a time, idle ones closed.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MT0001 metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let shared = Arc::clone(&shared);
+        let metrics = Arc::clone(&metrics);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = Arc::clone(&shared);
+                let metrics = Arc::clone(&metrics);
+                async move { Ok::<_, Infallible>(answer(&req, &shared, &metrics).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn answer<B>(req: &Request<B>, shared: &Shared, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => (
+            StatusCode::OK,
+            OPENMETRICS,
+            Bytes::from(metrics.render(shared).await),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"only GET /metrics\n"),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"not found: GET /metrics\n"),
+        ),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

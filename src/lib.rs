@@ -23,6 +23,7 @@ pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod store_copy;
+pub mod store_url;
 pub mod tokens;
 
 pub use daemon::Daemon;

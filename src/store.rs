@@ -24,21 +24,7 @@ pub enum OpenError {
     BadUrlEnv { var: String, reason: String },
 }
 
-/// `url` with any password in it replaced by `***` (for logs, `authd check`, diffs).
-pub fn mask_url(url: &str) -> String {
-    authd_store_postgres::mask_url(url)
-}
-
-/// Whether `url` is a PostgreSQL URL authd can use, read as text only (no connection). The
-/// reason never repeats the URL.
-///
-/// # Errors
-/// Why it is not.
-pub fn check_url(url: &str) -> Result<(), String> {
-    authd_store_postgres::ConnectionUrl::parse(url)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
+pub use crate::store_url::{check_url, mask_url};
 
 /// The URL of a `postgres` store, read from its source.
 fn database_url(url: &DatabaseUrl) -> Result<String, OpenError> {

@@ -35,7 +35,7 @@ impl fmt::Display for Change {
             Some(toml::Value::Table(_)) => "{...}".to_string(),
             // A database URL may hold a password.
             Some(toml::Value::String(url)) if self.path == "store.url" => {
-                format!("{:?}", crate::store::mask_url(url))
+                format!("{:?}", crate::store_url::mask_url(url))
             }
             Some(v) => v.to_string(),
         };

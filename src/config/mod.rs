@@ -141,7 +141,7 @@ pub enum DatabaseUrl {
 impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatabaseUrl::Inline(url) => write!(f, "Inline({:?})", crate::store::mask_url(url)),
+            DatabaseUrl::Inline(url) => write!(f, "Inline({:?})", crate::store_url::mask_url(url)),
             DatabaseUrl::Env(var) => write!(f, "Env({var:?})"),
         }
     }
@@ -154,7 +154,7 @@ impl StoreConfig {
             StoreConfig::Redb { path } => format!("redb {}", path.display()),
             StoreConfig::Postgres { url, pool_size, .. } => {
                 let url = match url {
-                    DatabaseUrl::Inline(url) => crate::store::mask_url(url),
+                    DatabaseUrl::Inline(url) => crate::store_url::mask_url(url),
                     DatabaseUrl::Env(var) => format!("${var}"),
                 };
                 format!("postgres {url} (pool {pool_size})")
@@ -514,7 +514,7 @@ fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
                 }
                 (Some(url), None) => {
                     // Checked as text only: nothing is connected to.
-                    if let Err(why) = crate::store::check_url(&url) {
+                    if let Err(why) = crate::store_url::check_url(&url) {
                         problems.push("store.url", why);
                     }
                     DatabaseUrl::Inline(url)

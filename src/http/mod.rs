@@ -44,7 +44,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::state::Shared;
 
 pub use params::{DecodeError, decode_params, decode_query};
-pub use router::handle;
+pub use router::{handle, handle_in};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -193,15 +193,20 @@ pub async fn serve(
                 async move {
                     let reply = match surface {
                         Surface::Public => {
-                            let observed = observe::Observed::start(&shared, &req);
-                            let cors = shared.current.load().cors.clone();
-                            let mut reply = match cors {
-                                None => handle(&shared, peer, req).await,
+                            // One snapshot of the generation for the whole request: its
+                            // rules, its route table, its counters.
+                            let generation = shared.current.load_full();
+                            let observed = observe::Observed::start(&generation, &req);
+                            let mut reply = match &generation.cors {
+                                None => handle_in(&shared, &generation, peer, req).await,
                                 Some(cors) => {
                                     let inner = tower::service_fn(|req| {
                                         let shared = Arc::clone(&shared);
+                                        let generation = Arc::clone(&generation);
                                         async move {
-                                            Ok::<_, Infallible>(handle(&shared, peer, req).await)
+                                            Ok::<_, Infallible>(
+                                                handle_in(&shared, &generation, peer, req).await,
+                                            )
                                         }
                                     });
                                     match cors.layer(inner).oneshot(req).await {
@@ -210,7 +215,7 @@ pub async fn serve(
                                     }
                                 }
                             };
-                            observed.finish(&mut reply);
+                            observed.finish(&generation, &mut reply);
                             reply.map(http_body_util::Either::Left)
                         }
                         Surface::Admin => admin::handle(&shared, peer, req).await,

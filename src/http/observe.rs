@@ -11,7 +11,8 @@ use std::time::Instant;
 use hyper::Request;
 use hyper::header::{HeaderName, HeaderValue};
 
-use crate::state::Shared;
+use crate::metrics::RouteId;
+use crate::state::Generation;
 
 /// The request id header, read and written.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,34 +42,34 @@ fn logging() -> bool {
     tracing::enabled!(target: "authd::request", tracing::Level::INFO)
 }
 
-/// What is kept of a request while it is answered.
+/// What is kept of a request while it is answered: its route by place in the generation's
+/// table (no reference count touched), and only when something will use it.
 pub struct Observed {
     started: Instant,
     id: HeaderValue,
     method: hyper::Method,
-    route: Option<std::sync::Arc<crate::metrics::Route>>,
+    route: Option<RouteId>,
 }
 
 impl Observed {
-    /// Before the request is answered.
-    pub fn start<B>(shared: &Shared, req: &Request<B>) -> Observed {
-        let route = {
-            let generation = shared.current.load();
-            let route = generation.routes.route(req.uri().path());
-            (route.is_measured() || logging()).then(|| std::sync::Arc::clone(route))
-        };
+    /// Before the request is answered by `generation`.
+    pub fn start<B>(generation: &Generation, req: &Request<B>) -> Observed {
+        let route = generation.routes.find(req.uri().path());
+        let wanted = generation.routes.get(route).is_measured() || logging();
         Observed {
             started: Instant::now(),
             id: request_id(req),
             method: req.method().clone(),
-            route,
+            route: wanted.then_some(route),
         }
     }
 
-    /// After: counts, logs, and returns the request id in `response`.
-    pub fn finish<B>(self, response: &mut hyper::Response<B>) {
+    /// After, with the same `generation`: counts, logs, and returns the request id in
+    /// `response`.
+    pub fn finish<B>(self, generation: &Generation, response: &mut hyper::Response<B>) {
         let status = response.status().as_u16();
-        if let Some(route) = &self.route {
+        if let Some(route) = self.route {
+            let route = generation.routes.get(route);
             let elapsed = self.started.elapsed();
             route.request(status, elapsed.as_secs_f64());
             tracing::info!(

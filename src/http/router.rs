@@ -6,6 +6,7 @@
 //! body is read.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use authd_strategy_api::{Access, Method as PhaseMethod};
 use hyper::body::Body;
@@ -18,7 +19,7 @@ use super::handlers;
 use super::introspect;
 use crate::metrics::SignInOutcome;
 use crate::registry::Registry;
-use crate::state::Shared;
+use crate::state::{Generation, Shared};
 
 /// Answers one request. Generic over the body so that benchmarks and tests can call it
 /// without a socket.
@@ -27,7 +28,22 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    match route(shared, peer, req).await {
+    handle_in(shared, &shared.current.load_full(), peer, req).await
+}
+
+/// Answers one request by the rules of `generation` (the caller's snapshot of the current
+/// one, kept to the end of the request).
+pub async fn handle_in<B>(
+    shared: &Shared,
+    generation: &Arc<Generation>,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> Reply
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match route(shared, generation, peer, req).await {
         Ok(reply) => reply,
         Err(failure) => failure.response(),
     }
@@ -101,48 +117,52 @@ fn phase_method(method: &Method) -> Option<PhaseMethod> {
     }
 }
 
-async fn route<B>(shared: &Shared, peer: SocketAddr, req: Request<B>) -> Result<Reply, Failure>
+async fn route<B>(
+    shared: &Shared,
+    generation: &Arc<Generation>,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> Result<Reply, Failure>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
     check_codings(&req)?;
-    let generation = shared.current.load_full();
     if let Some(pages) = &generation.pages
         && super::pages::is_page_path(&pages.config, req.uri().path())
     {
-        return Ok(super::pages::handle(&generation, pages, peer, req).await);
+        return Ok(super::pages::handle(generation, pages, peer, req).await);
     }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
         ["healthz"] => {
             allow(&["GET"], req.method())?;
-            Ok(handlers::health(shared, &generation).await)
+            Ok(handlers::health(shared, generation).await)
         }
         [".well-known", "jwks.json"] => {
             allow(&["GET"], req.method())?;
-            Ok(handlers::jwks(&generation))
+            Ok(handlers::jwks(generation))
         }
         ["auth", "introspect"] => {
             allow(&["POST"], req.method())?;
-            introspect::introspect(&generation, req).await
+            introspect::introspect(generation, req).await
         }
         ["openapi.json"] => {
             allow(&["GET"], req.method())?;
-            Ok(handlers::openapi(&generation))
+            Ok(handlers::openapi(generation))
         }
         ["auth", subject, "me"] if generation.registry.has_subject(subject) => {
             allow(&["GET", "PATCH", "DELETE"], req.method())?;
             match *req.method() {
-                Method::PATCH => handlers::update_me(&generation, subject, req).await,
-                Method::DELETE => handlers::delete_me(&generation, subject, req).await,
-                _ => handlers::me(&generation, subject, &req).await,
+                Method::PATCH => handlers::update_me(generation, subject, req).await,
+                Method::DELETE => handlers::delete_me(generation, subject, req).await,
+                _ => handlers::me(generation, subject, &req).await,
             }
         }
         ["auth", subject, "confirm"] if generation.registry.confirmation(subject).is_some() => {
             allow(&["GET", "POST"], req.method())?;
-            handlers::confirm(&generation, subject, req).await
+            handlers::confirm(generation, subject, req).await
         }
         ["auth", subject, "confirm", "resend"]
             if generation.registry.confirmation(subject).is_some() =>
@@ -154,15 +174,15 @@ where
                 &generation.server.trusted_proxies,
                 generation.server.forwarded_header,
             );
-            handlers::resend(&generation, subject, client_ip, req).await
+            handlers::resend(generation, subject, client_ip, req).await
         }
         ["auth", subject, "sign_out"] if generation.registry.has_subject(subject) => {
             allow(&["POST"], req.method())?;
-            handlers::sign_out(&generation, subject, &req).await
+            handlers::sign_out(generation, subject, &req).await
         }
         ["auth", subject, "sign_out_all"] if generation.registry.has_subject(subject) => {
             allow(&["POST"], req.method())?;
-            handlers::sign_out_all(&generation, subject, &req).await
+            handlers::sign_out_all(generation, subject, &req).await
         }
         ["auth", subject, strategy_name, rest @ ..] if rest.len() <= 2 => {
             let strategy = generation
@@ -183,7 +203,7 @@ where
             let session = match phase.access {
                 Access::Public => None,
                 Access::Session => {
-                    Some(handlers::require_session(&generation, subject, &req).await?)
+                    Some(handlers::require_session(generation, subject, &req).await?)
                 }
             };
             let client_ip = super::client_ip::client_ip(
@@ -212,7 +232,7 @@ where
             {
                 metrics.sign_in(subject, strategy_name, outcome);
             }
-            handlers::verdict(&generation, subject, strategy_name, verdict, via).await
+            handlers::verdict(generation, subject, strategy_name, verdict, via).await
         }
         _ => Err(Failure::NotFound),
     }

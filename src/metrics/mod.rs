@@ -10,13 +10,15 @@
 //!
 //! Must not know HTTP beyond its own listener, nor decide anything: it only counts.
 
+pub mod histogram;
 pub mod store;
 
+pub use histogram::{AtomicHistogram, ShardedCounter};
 pub use store::TimedStore;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,7 +32,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -59,16 +60,16 @@ pub const UNMATCHED: &str = "unmatched";
 /// Scrapes served at once.
 const MAX_SCRAPERS: usize = 16;
 
-type Constructor = fn() -> Histogram;
+type Constructor = fn() -> AtomicHistogram;
 
-fn hash_histogram() -> Histogram {
-    Histogram::new(HASH_BUCKETS.iter().copied())
+fn hash_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(HASH_BUCKETS)
 }
-fn http_histogram() -> Histogram {
-    Histogram::new(HTTP_BUCKETS.iter().copied())
+fn http_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(HTTP_BUCKETS)
 }
-fn store_histogram() -> Histogram {
-    Histogram::new(STORE_BUCKETS.iter().copied())
+fn store_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(STORE_BUCKETS)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,8 +132,8 @@ struct OpLabels {
 pub struct Metrics {
     registry: Registry,
     sign_in: Family<SignInLabels, Counter>,
-    hash: Family<AlgorithmLabels, Histogram, Constructor>,
-    verify: Family<AlgorithmLabels, Histogram, Constructor>,
+    hash: Family<AlgorithmLabels, AtomicHistogram, Constructor>,
+    verify: Family<AlgorithmLabels, AtomicHistogram, Constructor>,
     rehash: Family<RehashLabels, Counter>,
     tokens: Family<PurposeLabels, Counter>,
     lockouts: Family<KindLabels, Counter>,
@@ -142,9 +143,9 @@ pub struct Metrics {
     outbox_deliveries: Family<DeliveryLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
     config_generation: Gauge,
-    http_requests: Family<HttpLabels, Counter>,
-    http_duration: Family<RouteLabels, Histogram, Constructor>,
-    store_ops: Family<OpLabels, Histogram, Constructor>,
+    http_requests: Family<HttpLabels, ShardedCounter>,
+    http_duration: Family<RouteLabels, AtomicHistogram, Constructor>,
+    store_ops: Family<OpLabels, AtomicHistogram, Constructor>,
     events_dropped: Counter,
     created: Created,
 }
@@ -372,7 +373,7 @@ impl Metrics {
     }
 
     /// The histogram of store operation `op`, resolved once by the store wrapper.
-    pub fn store_op(&self, op: &'static str) -> Histogram {
+    pub fn store_op(&self, op: &'static str) -> AtomicHistogram {
         self.store_ops.get_or_create_owned(&OpLabels { op })
     }
 
@@ -446,11 +447,17 @@ impl Default for Metrics {
 /// The route patterns of one config, for labels and logs: a request's path is looked up
 /// here, and only what is found here (or `unmatched`) is ever shown.
 pub struct RouteTable {
-    exact: HashMap<Box<str>, Arc<Route>>,
-    /// Routes ending in a path parameter, by the path before it.
-    param: HashMap<Box<str>, Arc<Route>>,
-    unmatched: Arc<Route>,
+    routes: Vec<Route>,
+    /// Indices into `routes`, by exact path.
+    exact: HashMap<Box<str>, usize>,
+    /// Indices of the routes ending in a path parameter, by the path before it.
+    param: HashMap<Box<str>, usize>,
 }
+
+/// A route of a [`RouteTable`], by its place in it: what a request keeps while it is
+/// answered (with the generation it was found in), instead of a reference count to touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteId(usize);
 
 /// One route pattern, and its counters with `[metrics]`.
 pub struct Route {
@@ -461,9 +468,9 @@ pub struct Route {
 /// A route's series, resolved in advance.
 struct RouteCounters {
     metrics: Arc<Metrics>,
-    duration: Histogram,
+    duration: AtomicHistogram,
     /// The common statuses, resolved at first use; others go through the family.
-    common: [OnceLock<Counter<u64, AtomicU64>>; COMMON_STATUSES.len()],
+    common: [OnceLock<ShardedCounter>; COMMON_STATUSES.len()],
 }
 
 const COMMON_STATUSES: [u16; 12] = [200, 201, 202, 204, 400, 401, 403, 404, 405, 409, 429, 503];
@@ -517,38 +524,48 @@ impl Route {
 impl RouteTable {
     /// The routes of `config`, counted into `metrics` when given.
     pub fn new(config: &Config, metrics: Option<&Arc<Metrics>>) -> RouteTable {
+        // `unmatched` is first: `RouteId(0)`.
+        let mut routes = vec![Route::new(metrics, UNMATCHED)];
         let mut exact = HashMap::new();
         let mut param = HashMap::new();
         for route in crate::registry::routes(config) {
-            let make = || Arc::new(Route::new(metrics, &route.path));
-            match route.path.rsplit_once("/{") {
-                Some((prefix, _)) => {
-                    param
-                        .entry(prefix.to_string().into_boxed_str())
-                        .or_insert_with(make);
-                }
-                None => {
-                    exact
-                        .entry(route.path.clone().into_boxed_str())
-                        .or_insert_with(make);
-                }
-            }
+            let (table, key) = match route.path.rsplit_once("/{") {
+                Some((prefix, _)) => (&mut param, prefix.to_string()),
+                None => (&mut exact, route.path.clone()),
+            };
+            table.entry(key.into_boxed_str()).or_insert_with(|| {
+                routes.push(Route::new(metrics, &route.path));
+                routes.len() - 1
+            });
         }
         RouteTable {
+            routes,
             exact,
             param,
-            unmatched: Arc::new(Route::new(metrics, UNMATCHED)),
         }
     }
 
     /// The route pattern `path` was served by, or `unmatched`: never the path itself.
-    pub fn route(&self, path: &str) -> &Arc<Route> {
-        if let Some(route) = self.exact.get(path) {
-            return route;
+    pub fn find(&self, path: &str) -> RouteId {
+        if let Some(i) = self.exact.get(path) {
+            return RouteId(*i);
         }
-        path.rsplit_once('/')
+        let i = path
+            .rsplit_once('/')
             .and_then(|(prefix, _)| self.param.get(prefix))
-            .unwrap_or(&self.unmatched)
+            .copied()
+            .unwrap_or(0);
+        RouteId(i)
+    }
+
+    /// The route `id` names in this table (`unmatched` if it is not one of its own).
+    pub fn get(&self, id: RouteId) -> &Route {
+        self.routes.get(id.0).unwrap_or(&self.routes[0])
+    }
+
+    /// The route pattern `path` was served by, or `unmatched`.
+    pub fn route(&self, path: &str) -> &Route {
+        self.get(self.find(path))
     }
 }
 

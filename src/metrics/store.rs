@@ -15,10 +15,9 @@ use authd_strategy_api::{
     StoreError, ThrottleStore, TokenStore, UniqueKey, UpdateOutcome, UserRecord, UserStore,
     UserUpdate,
 };
-use prometheus_client::metrics::histogram::Histogram;
 use uuid::Uuid;
 
-use super::Metrics;
+use super::{AtomicHistogram, Metrics};
 
 type R<T> = Result<T, StoreError>;
 
@@ -68,10 +67,10 @@ enum Op {
 }
 
 /// One histogram per operation, resolved when the store is wrapped.
-struct Timers([Histogram; OPS.len()]);
+struct Timers([AtomicHistogram; OPS.len()]);
 
 impl Timers {
-    fn of(&self, op: Op) -> &Histogram {
+    fn of(&self, op: Op) -> &AtomicHistogram {
         &self.0[op as usize]
     }
 }

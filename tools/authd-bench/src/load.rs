@@ -456,7 +456,7 @@ fn ensure_answers(name: &str, phase: &Phase) -> anyhow::Result<()> {
 }
 
 /// Runs `fut`, refreshing the status line with the answers counted so far.
-async fn ticking<T>(
+pub(crate) async fn ticking<T>(
     progress: &Progress,
     label: &str,
     done: Arc<AtomicU64>,
@@ -478,7 +478,7 @@ async fn ticking<T>(
 }
 
 /// Polls `/healthz` until the daemon answers; returns its body.
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     http: &Http,
     uri: &hyper::Uri,
     daemon: &mut DaemonChild,
@@ -509,7 +509,7 @@ async fn wait_ready(
 
 /// Registers users `0..n`, `concurrency` at a time, retrying 503s; returns each user's
 /// session token as an `Authorization` value.
-async fn register_users(
+pub(crate) async fn register_users(
     http: &Http,
     uri: &hyper::Uri,
     driver: &Arc<Driver>,

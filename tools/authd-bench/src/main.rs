@@ -8,6 +8,7 @@
 //! for the hash-only ceiling and to read a config's password strategy). It addresses nothing
 //! but 127.0.0.1.
 
+mod ab;
 mod http;
 mod load;
 mod output;
@@ -74,6 +75,17 @@ pub(crate) struct Cli {
     /// The run works in a schema of its own, dropped at the end.
     #[arg(long, value_name = "URL", required_if_eq("store", "postgres"))]
     pub(crate) database_url: Option<String>,
+    /// Instead of the whole benchmark, compare `/me` of the config (A: --config or the default)
+    /// with the one of FILE (B), in alternated rounds (A B, B A, ...) of --duration each, on
+    /// redb: throughput and the daemons' CPU per request, and their B / A ratios.
+    #[arg(long, value_name = "FILE", conflicts_with = "metrics_cost")]
+    pub(crate) versus: Option<PathBuf>,
+    /// As --versus, with B the same config plus a `[metrics]` listener: what metrics cost.
+    #[arg(long)]
+    pub(crate) metrics_cost: bool,
+    /// Pairs of rounds of --versus / --metrics-cost.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) rounds: u32,
     /// Print JSON instead of text (an array of reports with `--store postgres`).
     #[arg(long)]
     pub(crate) json: bool,
@@ -115,7 +127,13 @@ fn main() -> ExitCode {
         std::env::current_exe()
             .context("cannot find this executable")
             .and_then(|exe| process::locate_authd(cli.authd.as_deref(), &exe))
-            .and_then(|authd| load::run(&cli, &authd))
+            .and_then(|authd| {
+                if cli.versus.is_some() || cli.metrics_cost {
+                    ab::run(&cli, &authd)
+                } else {
+                    load::run(&cli, &authd)
+                }
+            })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

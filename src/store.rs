@@ -55,14 +55,18 @@ fn postgres_settings(pool_size: usize) -> authd_store_postgres::Settings {
 /// When the backend cannot be opened.
 pub async fn open(config: &StoreConfig) -> Result<(Arc<dyn Store>, Vec<String>), OpenError> {
     match config {
-        StoreConfig::Redb { path } => {
+        StoreConfig::Redb { path, cache_mib } => {
             let path = path.clone();
-            let opened = tokio::task::spawn_blocking(move || authd_store_redb::open(&path))
-                .await
-                .map_err(|e| authd_store_redb::OpenError::Open {
-                    path: config_path(config),
-                    reason: e.to_string(),
-                })??;
+            let cache_bytes = usize::try_from(cache_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(authd_store_redb::DEFAULT_CACHE_BYTES);
+            let opened = tokio::task::spawn_blocking(move || {
+                authd_store_redb::open_with_cache(&path, cache_bytes)
+            })
+            .await
+            .map_err(|e| authd_store_redb::OpenError::Open {
+                path: config_path(config),
+                reason: e.to_string(),
+            })??;
             let (store, warnings) = opened;
             Ok((Arc::new(store), warnings))
         }
@@ -87,7 +91,7 @@ pub async fn open(config: &StoreConfig) -> Result<(Arc<dyn Store>, Vec<String>),
 /// When the store cannot be opened or migrated.
 pub async fn migrate(config: &StoreConfig) -> Result<String, OpenError> {
     match config {
-        StoreConfig::Redb { path } => {
+        StoreConfig::Redb { path, .. } => {
             open(config).await?;
             Ok(format!(
                 "{}: redb creates and migrates its tables when it opens the file; it is up to date",
@@ -125,7 +129,7 @@ pub async fn migrate(config: &StoreConfig) -> Result<String, OpenError> {
 
 fn config_path(config: &StoreConfig) -> std::path::PathBuf {
     match config {
-        StoreConfig::Redb { path } => path.clone(),
+        StoreConfig::Redb { path, .. } => path.clone(),
         StoreConfig::Postgres { .. } => std::path::PathBuf::new(),
     }
 }
@@ -136,7 +140,7 @@ fn config_path(config: &StoreConfig) -> std::path::PathBuf {
 /// When the store cannot be checked; the text says what was found otherwise.
 pub fn check(config: &StoreConfig) -> Result<String, OpenError> {
     match config {
-        StoreConfig::Redb { path } => match authd_store_redb::check(path)? {
+        StoreConfig::Redb { path, .. } => match authd_store_redb::check(path)? {
             authd_store_redb::CheckReport::Intact => {
                 Ok(format!("{}: redb integrity check passed", path.display()))
             }

@@ -119,7 +119,11 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// One redb file.
-    Redb { path: PathBuf },
+    Redb {
+        path: PathBuf,
+        /// The most the page cache holds, in MiB.
+        cache_mib: u64,
+    },
     /// A PostgreSQL database, shared by several daemons.
     Postgres {
         url: DatabaseUrl,
@@ -151,7 +155,9 @@ impl StoreConfig {
     /// One line for `authd check` and logs (no secret: a password in the URL is masked).
     pub fn describe(&self) -> String {
         match self {
-            StoreConfig::Redb { path } => format!("redb {}", path.display()),
+            StoreConfig::Redb { path, cache_mib } => {
+                format!("redb {} (cache {cache_mib} MiB)", path.display())
+            }
             StoreConfig::Postgres { url, pool_size, .. } => {
                 let url = match url {
                     DatabaseUrl::Inline(url) => crate::store_url::mask_url(url),
@@ -482,6 +488,9 @@ fn check_server(raw: RawServer, problems: &mut Problems) -> ServerConfig {
     }
 }
 
+/// `store.cache_mib` when not set.
+pub const DEFAULT_CACHE_MIB: u64 = 32;
+
 fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
     let only_postgres = |key: &str, set: bool, problems: &mut Problems| {
         if set {
@@ -501,11 +510,18 @@ fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
             if path.as_os_str().is_empty() {
                 problems.push("store.path", "must not be empty");
             }
-            StoreConfig::Redb { path }
+            let cache_mib = raw.cache_mib.unwrap_or(DEFAULT_CACHE_MIB);
+            if !(1..=65536).contains(&cache_mib) {
+                problems.push("store.cache_mib", "must be between 1 and 65536");
+            }
+            StoreConfig::Redb { path, cache_mib }
         }
         "postgres" => {
             if raw.path.is_some() {
                 problems.push("store.path", "applies only to type = \"redb\"");
+            }
+            if raw.cache_mib.is_some() {
+                problems.push("store.cache_mib", "applies only to type = \"redb\"");
             }
             let url = match (raw.url, raw.url_env) {
                 (Some(_), Some(_)) => {
@@ -566,6 +582,7 @@ fn check_store(raw: RawStore, problems: &mut Problems) -> StoreConfig {
             );
             StoreConfig::Redb {
                 path: raw::default_store_path(),
+                cache_mib: DEFAULT_CACHE_MIB,
             }
         }
     }

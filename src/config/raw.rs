@@ -106,6 +106,11 @@ pub(crate) struct RawStore {
     /// up with an error. Default `"30s"`.
     #[serde(default)]
     pub connect_timeout: Option<String>,
+    /// With `redb`: the most memory, in MiB, the database's page cache may hold, whatever the
+    /// file's size (1 to 65536). Reads of pages beyond it go to the operating system's file
+    /// cache. Default `32`.
+    #[serde(default)]
+    pub cache_mib: Option<u64>,
 }
 
 impl Default for RawStore {
@@ -117,6 +122,7 @@ impl Default for RawStore {
             url_env: None,
             pool_size: None,
             connect_timeout: None,
+            cache_mib: None,
         }
     }
 }

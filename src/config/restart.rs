@@ -25,7 +25,7 @@ fn store_type(c: &Config) -> String {
 }
 fn store_path(c: &Config) -> String {
     match &c.store {
-        StoreConfig::Redb { path } => path.display().to_string(),
+        StoreConfig::Redb { path, .. } => path.display().to_string(),
         StoreConfig::Postgres { .. } => String::new(),
     }
 }
@@ -61,6 +61,13 @@ fn store_connect_timeout(c: &Config) -> String {
             connect_timeout, ..
         } => format!("{connect_timeout:?}"),
         StoreConfig::Redb { .. } => String::new(),
+    }
+}
+/// The page cache is sized when the file is opened.
+fn store_cache_mib(c: &Config) -> String {
+    match &c.store {
+        StoreConfig::Redb { cache_mib, .. } => cache_mib.to_string(),
+        StoreConfig::Postgres { .. } => String::new(),
     }
 }
 fn admin_listen(c: &Config) -> String {
@@ -113,6 +120,10 @@ pub const RESTART_ONLY: &[RestartKey] = &[
     RestartKey {
         path: "store.connect_timeout",
         value: store_connect_timeout,
+    },
+    RestartKey {
+        path: "store.cache_mib",
+        value: store_cache_mib,
     },
     RestartKey {
         path: "admin.listen",

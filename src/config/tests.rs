@@ -32,7 +32,8 @@ fn a_minimal_file_validates_with_the_defaults() {
     assert_eq!(
         config.store,
         StoreConfig::Redb {
-            path: "authd.redb".into()
+            path: "authd.redb".into(),
+            cache_mib: 32,
         }
     );
     assert!(config.admin.is_none());
@@ -156,4 +157,30 @@ fn metrics_log_and_events_are_validated_and_the_listener_needs_a_restart() {
     ] {
         assert!(found.contains(&path.to_string()), "{path} in {found:?}");
     }
+}
+
+#[test]
+fn the_redb_page_cache_is_bounded_and_belongs_to_redb_only() {
+    let config =
+        crate::registry::parse_config(&format!("version = 1\n[store]\ncache_mib = 8\n{RESOURCE}"))
+            .unwrap();
+    assert!(matches!(
+        config.store,
+        StoreConfig::Redb { cache_mib: 8, .. }
+    ));
+    for bad in ["0", "65537"] {
+        assert_eq!(
+            paths(&format!(
+                "version = 1\n[store]\ncache_mib = {bad}\n{RESOURCE}"
+            )),
+            vec!["store.cache_mib".to_string()],
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        paths(&format!(
+            "version = 1\n[store]\ntype = \"postgres\"\nurl = \"postgres://u@h/d\"\ncache_mib = 8\n{RESOURCE}"
+        )),
+        vec!["store.cache_mib".to_string()]
+    );
 }

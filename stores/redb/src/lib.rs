@@ -62,6 +62,8 @@ pub struct RedbStore {
 
 struct Inner {
     path: PathBuf,
+    /// The most bytes redb's page cache holds.
+    cache_bytes: usize,
     /// `None` while the database is being reopened.
     db: RwLock<Option<Arc<Database>>>,
     /// A reopen is under way (one at a time).
@@ -83,11 +85,27 @@ pub enum CheckReport {
 /// # Errors
 /// When another process holds the file, the file is damaged, or it cannot be created.
 pub fn open(path: &Path) -> Result<(RedbStore, Vec<String>), OpenError> {
+    open_with_cache(path, DEFAULT_CACHE_BYTES)
+}
+
+/// The page cache of [`open`]: what a daemon holds of the file in memory at most, whatever
+/// the file's size (redb's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// [`open`], with a page cache of at most `cache_bytes`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with_cache(
+    path: &Path,
+    cache_bytes: usize,
+) -> Result<(RedbStore, Vec<String>), OpenError> {
     let warnings = prepare_file(path)?;
-    let db = open_database(path, true)?;
+    let db = open_database(path, true, cache_bytes)?;
     let store = RedbStore {
         inner: Arc::new(Inner {
             path: path.to_path_buf(),
+            cache_bytes,
             db: RwLock::new(Some(Arc::new(db))),
             reopening: AtomicBool::new(false),
         }),
@@ -160,10 +178,15 @@ fn prepare_file(path: &Path) -> Result<Vec<String>, OpenError> {
     Ok(warnings)
 }
 
-fn open_database(path: &Path, check_integrity: bool) -> Result<Database, OpenError> {
+fn open_database(
+    path: &Path,
+    check_integrity: bool,
+    cache_bytes: usize,
+) -> Result<Database, OpenError> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let db = Database::builder()
             .set_check_integrity_on_open(check_integrity)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         create_tables(&db)?;
         Ok::<_, redb::Error>(db)
@@ -424,7 +447,7 @@ fn reopen_loop(inner: &Inner) {
         }
     }
     loop {
-        match open_database(&inner.path, false) {
+        match open_database(&inner.path, false, inner.cache_bytes) {
             Ok(db) => {
                 if let Ok(mut guard) = inner.db.write() {
                     *guard = Some(Arc::new(db));

@@ -49,7 +49,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long registration may take in all.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Extra daemon memory allowed beyond one hash's memory per hashing worker.
-const MEMORY_ALLOWANCE: u64 = 64 * 1024 * 1024;
+pub(crate) const MEMORY_ALLOWANCE: u64 = 64 * 1024 * 1024;
 
 /// The store of one measurement.
 enum Which {

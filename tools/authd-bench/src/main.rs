@@ -16,6 +16,7 @@ mod pg;
 mod process;
 mod report;
 mod setup;
+mod soak;
 mod system;
 
 use std::path::PathBuf;
@@ -83,6 +84,10 @@ pub(crate) struct Cli {
     /// As --versus, with B the same config plus a `[metrics]` listener: what metrics cost.
     #[arg(long)]
     pub(crate) metrics_cost: bool,
+    /// Instead of the whole benchmark: a steady mixed load (/me, sign-ins, registrations) for
+    /// this long (10s to 1h), the daemon's memory read every tenth of it.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with_all = ["versus", "metrics_cost"])]
+    pub(crate) soak: Option<Duration>,
     /// Pairs of rounds of --versus / --metrics-cost.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) rounds: u32,
@@ -128,7 +133,9 @@ fn main() -> ExitCode {
             .context("cannot find this executable")
             .and_then(|exe| process::locate_authd(cli.authd.as_deref(), &exe))
             .and_then(|authd| {
-                if cli.versus.is_some() || cli.metrics_cost {
+                if let Some(total) = cli.soak {
+                    soak::run(&cli, &authd, total)
+                } else if cli.versus.is_some() || cli.metrics_cost {
                     ab::run(&cli, &authd)
                 } else {
                     load::run(&cli, &authd)

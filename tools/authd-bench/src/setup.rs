@@ -241,6 +241,11 @@ pub(crate) fn relocate(
         "listen".into(),
         toml::Value::String(format!("127.0.0.1:{port}")),
     );
+    // Every client of the benchmark is 127.0.0.1: past the default cap of connections per
+    // address, a flood's connections would be closed as one abusive client's are.
+    server
+        .entry("max_connections_per_ip")
+        .or_insert(toml::Value::Integer(4096));
     doc.insert("server".into(), toml::Value::Table(server));
     let mut store = section(&mut doc, "store")?;
     match target {

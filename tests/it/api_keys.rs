@@ -269,7 +269,11 @@ fn check_refuses_two_api_key_strategies_of_one_prefix_naming_both() {
         "{stderr}"
     );
     // Distinct prefixes pass.
-    std::fs::write(&path, text.replacen("prefix = \"acme\"", "prefix = \"acme2\"", 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("prefix = \"acme\"", "prefix = \"acme2\"", 1),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
         .args(["check", "--config"])
         .arg(&path)

@@ -553,3 +553,134 @@ fn required_after_must_name_another_strategy_of_the_resource() {
         assert!(routes.contains(&route.to_string()), "{route}: {routes:?}");
     }
 }
+
+/// `DELETE /auth/user/me` with `body`.
+async fn delete_me(s: &TestServer, session: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, body) = call(s, Method::DELETE, "/auth/user/me", Some(session), body).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn deleting_the_account_takes_the_password_and_a_fresh_code() {
+    let Some(py) = python() else { return };
+    let clock = Clock::system();
+    align(&clock);
+    let s = start(&clock, 10).await;
+    let (session, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
+    let now = clock.now_secs();
+    // confirm_setup used this period's code; the next one is within the window.
+    let codes = pyotp(&py, &uri, &[now, now + 30]).codes;
+    let next = codes[1].clone();
+    let refused = |what: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNAUTHORIZED, "authentication_failed"),
+            "{what}: {body}"
+        );
+    };
+    refused(
+        "the password alone",
+        delete_me(&s, &session, json!({"password": "correct horse"})).await,
+    );
+    refused(
+        "a wrong code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": other_than(&codes)}),
+        )
+        .await,
+    );
+    refused(
+        "a code of the wrong length",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": "12"}),
+        )
+        .await,
+    );
+    refused(
+        "a wrong password with a good code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "wrong horse", "code": next}),
+        )
+        .await,
+    );
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::OK
+    );
+
+    // The wrong password did not spend the code: it signs in...
+    let token = continue_token(&s, "ada@example.com").await;
+    let (status, body) = verify(&s, &token, "code", &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ...and once used, it is refused here (a replay).
+    refused(
+        "a used code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": next}),
+        )
+        .await,
+    );
+
+    // A code of a period after it deletes the account.
+    clock.advance_ms(60_000);
+    let fresh = pyotp(&py, &uri, &[clock.now_secs()]).codes.remove(0);
+    let (status, body) = delete_me(
+        &s,
+        &session,
+        json!({"password": "correct horse", "code": fresh}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn wrong_codes_at_account_deletion_count_toward_the_lockout() {
+    let Some(py) = python() else { return };
+    let clock = Clock::system();
+    align(&clock);
+    let s = start(&clock, 3).await;
+    let (session, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
+    let now = clock.now_secs();
+    let codes = pyotp(&py, &uri, &[now - 30, now, now + 30]).codes;
+    let wrong = other_than(&codes);
+    for i in 0..3 {
+        let (status, body) = delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": wrong}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    // Locked: the right code is refused at deletion and at sign-in alike.
+    let (status, _) = delete_me(
+        &s,
+        &session,
+        json!({"password": "correct horse", "code": codes[2]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = continue_token(&s, "ada@example.com").await;
+    let (status, body) = verify(&s, &token, "code", &codes[2]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::OK
+    );
+}

@@ -652,7 +652,9 @@ pub trait Strategy: Send + Sync {
 
     /// Checks a re-authentication (`DELETE /me` asks for the password): `Some(true)` when
     /// `params` prove it is the user, `Some(false)` when they do not, `None` when this
-    /// strategy cannot tell (the user has no credential of it).
+    /// strategy cannot tell (the user has no credential of it). A second factor
+    /// ([`Strategy::second_factor`]) the user has on is asked besides a first proof, never
+    /// instead of one; a proof it accepts must not be accepted again (a code is spent).
     ///
     /// # Errors
     /// When the machinery fails.

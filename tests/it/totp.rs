@@ -684,3 +684,133 @@ async fn wrong_codes_at_account_deletion_count_toward_the_lockout() {
         StatusCode::OK
     );
 }
+
+/// The sealed seed of `email`'s TOTP, read from the redb file (the daemon stopped).
+async fn stored_seed(db: &Path, email: &str) -> String {
+    use authd_strategy_api::{UniqueKey, UserStore};
+    let (store, _) = authd_store_redb::open(db).unwrap();
+    let user = store
+        .find_by_unique("user", &UniqueKey::new("email", email))
+        .await
+        .unwrap()
+        .unwrap();
+    let state: Value = serde_json::from_str(&user.secrets["totp_secret"]).unwrap();
+    state["seed"].as_str().unwrap().to_string()
+}
+
+fn kek_id(keys: &str) -> String {
+    authd::tokens::kek::Kek::parse(keys, "K").unwrap().ids()[0].to_string()
+}
+
+fn stop(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Signs in with the password and a code at the real binary; the status of `verify`.
+async fn sign_in_with_code(p: &util::Probe, email: &str, code: &str) -> (StatusCode, Value) {
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/sign_in",
+            None,
+            &json!({"email": email, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["continue"], "totp", "{body}");
+    p.call(
+        Method::POST,
+        "/auth/user/totp/verify",
+        None,
+        &json!({"token": body["token"], "code": code}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_seed_used_after_a_kek_rotation_is_sealed_again_so_the_old_kek_can_go() {
+    use base64::Engine;
+    let Some(py) = python() else { return };
+    let key = || base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let (a, b) = (key(), key());
+    let dir = tempfile::tempdir().unwrap();
+    // The real binary, reading its key-encryption key from the environment at start; a wide
+    // grace period so that codes of the next periods work on the real clock.
+    let body = format!(
+        "[tokens]\nkey_encryption_key_env = \"AUTHD_TEST_KEK\"\n{}",
+        config(10, "{ type = \"log\" }").replace(
+            "issuer = \"Example\"",
+            "issuer = \"Example\"\ngrace_period = 5"
+        )
+    );
+    let bin = util::Binary::new(dir.path(), &body);
+    let db = dir.path().join("authd.redb");
+    let email = "ada@example.com";
+
+    // Enrolled under A.
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &a)]).await;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/register",
+            None,
+            &json!({"user": {"email": email, "password": "correct horse",
+                             "password_confirmation": "correct horse"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let session = token_of(&body);
+    let (status, setup) = p
+        .call(
+            Method::POST,
+            "/auth/user/totp/setup",
+            Some(&session),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let codes = pyotp(
+        &py,
+        setup["otpauth_uri"].as_str().unwrap(),
+        &[now, now + 30, now + 60],
+    )
+    .codes;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/totp/confirm_setup",
+            Some(&session),
+            &json!({"setup_token": setup["setup_token"], "code": codes[0]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    let under_a = stored_seed(&db, email).await;
+    assert!(
+        under_a.starts_with(&format!("v1:{}:", kek_id(&a))),
+        "{under_a}"
+    );
+
+    // Rotated: B seals, A still opens. A sign-in with a code seals the seed again under B.
+    let rotated = format!("{b},{a}");
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &rotated)]).await;
+    let (status, body) = sign_in_with_code(&p, email, &codes[1]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    let under_b = stored_seed(&db, email).await;
+    assert!(
+        under_b.starts_with(&format!("v1:{}:", kek_id(&b))),
+        "{under_b}"
+    );
+
+    // A removed: the seed still opens, and the next code signs in.
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &b)]).await;
+    let (status, body) = sign_in_with_code(&p, email, &codes[2]).await;
+    stop(child);
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

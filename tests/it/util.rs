@@ -465,8 +465,8 @@ impl Probe {
 }
 
 impl Probe {
-    /// A request with a JSON body and an optional bearer; panics when the daemon cannot be
-    /// reached.
+    /// A request with a JSON body (none for `Value::Null`) and an optional bearer; panics when
+    /// the daemon cannot be reached.
     pub async fn call(
         &self,
         method: Method,
@@ -476,14 +476,18 @@ impl Probe {
     ) -> (StatusCode, Value) {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
+            .uri(format!("{}{path}", self.base));
         if let Some(token) = bearer {
             req = req.header("authorization", format!("Bearer {token}"));
         }
-        let req = req
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap_or_else(|e| panic!("{e}"));
+        // `Value::Null`: no body.
+        let bytes = if body.is_null() {
+            Bytes::new()
+        } else {
+            req = req.header("content-type", "application/json");
+            Bytes::from(body.to_string())
+        };
+        let req = req.body(Full::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
         let resp = self
             .client
             .request(req)

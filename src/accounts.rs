@@ -170,9 +170,13 @@ pub async fn update_user(
 }
 
 /// `DELETE /auth/<subject>/me`: the user proves it is them again (a password of one of
-/// their strategies; without any, a session from the last five minutes), then the user, its
-/// unique values and credentials are deleted: every token of the user is refused from then on
-/// (the user is gone), and the identity can register again.
+/// their strategies; without any, a session from the last five minutes), and with a second
+/// factor on, that too (a TOTP code); then the user, its unique values and credentials are
+/// deleted: every token of the user is refused from then on (the user is gone), and the
+/// identity can register again.
+///
+/// The second factor is asked only once the first proof is good, so that a wrong password
+/// does not spend a code; its failures count against it like any other code's.
 ///
 /// # Errors
 /// When the machinery fails.
@@ -185,7 +189,12 @@ pub async fn delete(
     let user = &session.user;
     let mut answered = false;
     let mut proved = false;
-    for (_, strategy) in generation.registry.strategies_of(subject) {
+    let (second_factors, first_factors): (Vec<_>, Vec<_>) = generation
+        .registry
+        .strategies_of(subject)
+        .map(|(_, strategy)| strategy)
+        .partition(|strategy| strategy.second_factor().is_some());
+    for strategy in first_factors {
         match strategy.reauthenticate(user, params).await? {
             Some(true) => {
                 proved = true;
@@ -201,6 +210,14 @@ pub async fn delete(
     }
     if !proved {
         return Ok(Err(Rejection::AuthenticationFailed));
+    }
+    for strategy in second_factors {
+        if !strategy.second_factor().is_some_and(|f| f.is_on(user)) {
+            continue;
+        }
+        if strategy.reauthenticate(user, params).await? != Some(true) {
+            return Ok(Err(Rejection::AuthenticationFailed));
+        }
     }
     if let Some(gone) = generation.services.store.delete(subject, user.id).await? {
         generation.services.events.emit(Event::Account {

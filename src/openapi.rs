@@ -351,7 +351,8 @@ impl Document {
                 id: format!("{subject}_me_delete"),
                 tag: subject,
                 summary: "Delete the signed-in user, who proves it is them with a password \
-                          (without any, with a session from the last five minutes)."
+                          (without any, with a session from the last five minutes) and, with \
+                          a second factor on, its code."
                     .into(),
                 method: Method::Delete,
                 session: true,

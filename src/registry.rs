@@ -257,6 +257,78 @@ mod tests {
         assert_eq!(names.len(), FACTORIES.len());
     }
 
+    const PASSWORD: &str = "type = \"password\"\nidentity_field = \"email\"\n";
+
+    fn with_keys(tables: &[(&str, &str, &str)]) -> String {
+        let mut text = String::from("version = 1\n");
+        for resource in ["user", "admin"] {
+            text.push_str(&format!(
+                "[resources.{resource}.attributes]\nemail = {{ type = \"ci_string\", unique = true }}\n\
+                 [resources.{resource}.strategies.password]\n{PASSWORD}"
+            ));
+            for (r, name, table) in tables {
+                if *r == resource {
+                    text.push_str(&format!(
+                        "[resources.{r}.strategies.{name}]\ntype = \"api_key\"\n{table}\n"
+                    ));
+                }
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn two_api_key_strategies_of_one_prefix_are_refused_naming_both() {
+        // Two resources, one prefix.
+        let err = parse_config(&with_keys(&[
+            ("user", "keys", "prefix = \"acme\""),
+            ("admin", "tokens", "prefix = \"acme\""),
+        ]))
+        .err()
+        .unwrap_or_else(|| panic!("should fail"));
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 1, "{text}");
+        assert!(
+            text.contains("resources.admin.strategies.tokens.prefix")
+                && text.contains("resources.user.strategies.keys.prefix"),
+            "{text}"
+        );
+        assert!(!text.contains("acme"), "the value is not echoed: {text}");
+        // One resource, both on the default prefix.
+        let err = parse_config(&with_keys(&[("user", "a", ""), ("user", "b", "")]))
+            .err()
+            .unwrap_or_else(|| panic!("should fail"));
+        assert_eq!(err.0[0].path, "resources.user.strategies.b.prefix");
+        assert!(
+            err.0[0]
+                .message
+                .contains("resources.user.strategies.a.prefix"),
+            "{err}"
+        );
+        // Prefixes that only start alike are distinct starts (`ab_`, `abc_`).
+        assert!(
+            parse_config(&with_keys(&[
+                ("user", "keys", "prefix = \"ab\""),
+                ("admin", "keys", "prefix = \"abc\""),
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn claims_clash_within_a_namespace_when_one_starts_with_the_other() {
+        let claim = |namespace, value: &str| authd_strategy_api::Claim {
+            namespace,
+            key: "prefix",
+            value: value.into(),
+        };
+        assert!(claim("bearer", "ab_").clashes_with(&claim("bearer", "ab_")));
+        assert!(claim("bearer", "ab").clashes_with(&claim("bearer", "abc")));
+        assert!(claim("bearer", "abc").clashes_with(&claim("bearer", "ab")));
+        assert!(!claim("bearer", "ab_").clashes_with(&claim("bearer", "abc_")));
+        assert!(!claim("bearer", "ab_").clashes_with(&claim("other", "ab_")));
+    }
+
     #[test]
     fn unknown_strategy_type_names_the_known_ones() {
         let text = "version = 1\n[resources.user.attributes]\nemail = { type = \"ci_string\", unique = true }\n\

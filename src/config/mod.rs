@@ -329,6 +329,7 @@ impl Config {
             }
             Some(_) => problems.push("resources", "must be a table of resources"),
         }
+        check_claims(&resources, &mut problems);
         if let (Some(server), Some(Some(admin))) = (&server, &admin)
             && server.listen == admin.listen
             && server.listen.port() != 0
@@ -798,6 +799,33 @@ fn check_resource(
         strategies,
         confirmation,
     })
+}
+
+/// What strategies take for themselves across the whole config (API key prefixes): two claims
+/// of one namespace that overlap are refused, the problem at the later one's key naming the
+/// earlier one's (never the value).
+fn check_claims(resources: &[Resource], problems: &mut Problems) {
+    let mut seen: Vec<(String, authd_strategy_api::Claim)> = Vec::new();
+    for resource in resources {
+        for s in &resource.strategies {
+            for claim in s.validated.claims() {
+                let at = format!(
+                    "resources.{}.strategies.{}.{}",
+                    resource.spec.name, s.name, claim.key
+                );
+                if let Some((other, _)) = seen.iter().find(|(_, c)| c.clashes_with(&claim)) {
+                    problems.push(
+                        at.clone(),
+                        format!(
+                            "takes {} that {other} takes too: give each strategy its own",
+                            claim.namespace
+                        ),
+                    );
+                }
+                seen.push((at, claim));
+            }
+        }
+    }
 }
 
 fn check_confirmation(

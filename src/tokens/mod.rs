@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use authd_strategy_api::{
-    Claims, Clock, Error as ApiError, Event, Events, IssuedToken, MetaStore, Sealer, StoreError,
-    TokenError, TokenSpec, Tokens,
+    Claims, ClearSealer, Clock, Error as ApiError, Event, Events, IssuedToken, MetaStore, Sealer,
+    StoreError, TokenError, TokenSpec, Tokens,
 };
 use jsonwebtoken::{Header, Validation};
 use uuid::Uuid;
@@ -96,20 +96,119 @@ pub fn read_secret(key: &str, source: &SecretSource) -> Result<Vec<u8>, Error> {
 }
 
 /// Loads the signing secret named by the config: from the environment or a file (checked for
-/// strength), or generated once (256 random bits) and kept in the store.
+/// strength), or generated once (256 random bits) and kept in the store, sealed by `sealer`
+/// (see [`generated_secret`]).
 ///
 /// # Errors
-/// When the variable or file is missing, the secret is weak, or the store fails.
-pub async fn load_secret(config: &TokensConfig, store: &dyn MetaStore) -> Result<Vec<u8>, Error> {
+/// When the variable or file is missing, the secret is weak, the stored secret cannot be
+/// opened, or the store fails.
+pub async fn load_secret(
+    config: &TokensConfig,
+    store: &dyn MetaStore,
+    sealer: &dyn Sealer,
+) -> Result<Vec<u8>, Error> {
     match &config.secret {
-        SecretSource::Generated => {
-            let mut key = vec![0u8; 32];
-            rand::Rng::fill(&mut rand::rng(), key.as_mut_slice());
-            Ok(store.meta_put_if_absent(SIGNING_KEY, key).await?)
-        }
+        SecretSource::Generated => generated_secret(store, sealer, true)
+            .await?
+            .map(|secret| secret.to_vec())
+            .ok_or_else(|| Error::Keyset("TK0005 the generated HMAC secret vanished".into())),
         source @ SecretSource::Env(_) => read_secret("tokens.signing_secret_env", source),
         source @ SecretSource::File(_) => read_secret("tokens.signing_secret_file", source),
     }
+}
+
+/// Bytes of a generated HMAC secret. A stored value of exactly this length is the secret in
+/// clear (as authd stores it without a key-encryption key, and as every authd did before
+/// sealing it); a sealed text is always longer (`v1:<id>:` and an AEAD's nonce and tag).
+const GENERATED_SECRET_BYTES: usize = 32;
+
+/// Whether `sealer` seals secrets (holds a key-encryption key): it wants a clear text sealed.
+fn seals(sealer: &dyn Sealer, secret: &[u8]) -> Result<bool, Error> {
+    let clear = ClearSealer.seal(secret).map_err(sealing)?;
+    Ok(sealer.needs_reseal(&clear))
+}
+
+fn sealing(e: ApiError) -> Error {
+    Error::Keyset(format!("the generated HMAC secret: {e}"))
+}
+
+/// What is stored for a generated HMAC secret: sealed by `sealer` when it holds a
+/// key-encryption key, the bytes themselves otherwise.
+fn stored_form(sealer: &dyn Sealer, secret: &[u8]) -> Result<Vec<u8>, Error> {
+    if seals(sealer, secret)? {
+        Ok(sealer.seal(secret).map_err(sealing)?.into_bytes())
+    } else {
+        Ok(secret.to_vec())
+    }
+}
+
+/// The secret of a stored value, and whether it should be stored again (sealed under the
+/// current key-encryption key: it is in clear, or under an older key).
+fn open_stored(
+    sealer: &dyn Sealer,
+    stored: &[u8],
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), Error> {
+    if stored.len() == GENERATED_SECRET_BYTES {
+        let secret = zeroize::Zeroizing::new(stored.to_vec());
+        let again = seals(sealer, &secret)?;
+        return Ok((secret, again));
+    }
+    let text = std::str::from_utf8(stored)
+        .map_err(|_| Error::Keyset("TK0006 the stored HMAC secret is unreadable".into()))?;
+    let secret = zeroize::Zeroizing::new(sealer.open(text).map_err(sealing)?);
+    Ok((secret, sealer.needs_reseal(text)))
+}
+
+/// The generated HMAC secret of the store (made first when `create` and there is none),
+/// kept sealed under the key-encryption key when there is one: a secret stored in clear (by
+/// an authd without a KEK, or of before sealing) or under an older KEK is sealed again under
+/// the current one here, at each start and reload, with a compare-and-swap (another daemon
+/// may do the same). `None` when there is none and `create` is false.
+///
+/// # Errors
+/// When the stored value cannot be opened (sealed under a KEK this daemon does not hold), or
+/// the store fails.
+pub async fn generated_secret(
+    store: &dyn MetaStore,
+    sealer: &dyn Sealer,
+    create: bool,
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, Error> {
+    let mut stored = if create {
+        let mut key = zeroize::Zeroizing::new(vec![0u8; GENERATED_SECRET_BYTES]);
+        rand::Rng::fill(&mut rand::rng(), key.as_mut_slice());
+        store
+            .meta_put_if_absent(SIGNING_KEY, stored_form(sealer, &key)?)
+            .await?
+    } else {
+        match store.meta_get(SIGNING_KEY).await? {
+            Some(stored) => stored,
+            None => return Ok(None),
+        }
+    };
+    for _ in 0..8 {
+        let (secret, again) = open_stored(sealer, &stored)?;
+        if !again {
+            return Ok(Some(secret));
+        }
+        let sealed = stored_form(sealer, &secret)?;
+        if store
+            .meta_swap(SIGNING_KEY, Some(stored.clone()), Some(sealed))
+            .await?
+        {
+            tracing::info!(
+                "TK0007 the generated HMAC secret was sealed under the current key-encryption key"
+            );
+            return Ok(Some(secret));
+        }
+        // Another daemon changed it first: read what it wrote.
+        match store.meta_get(SIGNING_KEY).await? {
+            Some(now) => stored = now,
+            None => return Ok(None),
+        }
+    }
+    Err(Error::Keyset(
+        "TK0008 the stored HMAC secret kept changing under this daemon".into(),
+    ))
 }
 
 fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, Error> {
@@ -212,11 +311,13 @@ impl TokenService {
     ) -> Result<TokenService, Error> {
         let t = &config.tokens;
         let hmac_secret = if t.algorithm.is_hmac() {
-            Some(load_secret(t, store).await?)
+            Some(load_secret(t, store, sealer.as_ref()).await?)
         } else {
             match &t.secret {
                 // Verifies HMAC tokens of before a switch, if one was ever generated.
-                SecretSource::Generated => store.meta_get(SIGNING_KEY).await?,
+                SecretSource::Generated => generated_secret(store, sealer.as_ref(), false)
+                    .await?
+                    .map(|s| s.to_vec()),
                 source @ SecretSource::Env(_) => {
                     Some(read_secret("tokens.signing_secret_env", source)?)
                 }

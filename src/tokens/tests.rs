@@ -473,3 +473,68 @@ async fn hmac_tokens_of_a_store_from_before_key_sets_verify_after_the_upgrade() 
     let again = build(&config(""), &store, &clock, Arc::new(ClearSealer)).await;
     assert!(again.verify(&old).is_ok());
 }
+
+#[tokio::test]
+async fn a_generated_hmac_secret_is_sealed_when_a_kek_comes_and_resealed_when_it_rotates() {
+    let store = MemoryMeta::default();
+    let clock = Clock::system();
+    let hs = config("signing_algorithm = \"HS256\"");
+    let key = || base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let (k1, k2) = (key(), key());
+    let sealer = |text: &str| -> Arc<dyn Sealer> {
+        Arc::new(kek::KekSealer(kek::Kek::parse(text, "K").unwrap()))
+    };
+    let id = |text: &str| kek::Kek::parse(text, "K").unwrap().ids()[0].to_string();
+    let stored = || async { store.meta_get(SIGNING_KEY).await.unwrap().unwrap() };
+
+    // Without a KEK: 32 bytes in clear, as before.
+    let a = build(&hs, &store, &clock, Arc::new(ClearSealer)).await;
+    let t = issue(&a);
+    let clear = stored().await;
+    assert_eq!(clear.len(), 32);
+    // A KEK arrives: the secret is sealed at start, and is the same secret.
+    let b = build(&hs, &store, &clock, sealer(&k1)).await;
+    assert!(b.verify(&t.token).is_ok());
+    let sealed = stored().await;
+    assert!(sealed.starts_with(format!("v1:{}:", id(&k1)).as_bytes()));
+    assert!(!sealed.windows(32).any(|w| w == clear.as_slice()));
+    // Rotated (new first, old kept): sealed again under the new one.
+    let c = build(&hs, &store, &clock, sealer(&format!("{k2},{k1}"))).await;
+    assert!(c.verify(&t.token).is_ok());
+    assert!(
+        stored()
+            .await
+            .starts_with(format!("v1:{}:", id(&k2)).as_bytes())
+    );
+    // The old KEK can go; without any KEK the secret cannot be opened: an error, not a new
+    // secret.
+    let d = build(&hs, &store, &clock, sealer(&k2)).await;
+    assert!(d.verify(&t.token).is_ok());
+    assert!(
+        TokenService::build(
+            &hs,
+            &store,
+            Arc::new(ClearSealer),
+            clock.clone(),
+            Arc::new(NoEvents)
+        )
+        .await
+        .is_err()
+    );
+    // After a switch to EdDSA the sealed secret still verifies the HMAC tokens.
+    let ed = build(&config(""), &store, &clock, sealer(&k2)).await;
+    assert!(ed.verify(&t.token).is_ok());
+
+    // With a KEK from the start, the secret is generated sealed.
+    let fresh = MemoryMeta::default();
+    let e = build(&hs, &fresh, &clock, sealer(&k1)).await;
+    let text = fresh.meta_get(SIGNING_KEY).await.unwrap().unwrap();
+    assert!(text.starts_with(format!("v1:{}:", id(&k1)).as_bytes()));
+    let again = build(&hs, &fresh, &clock, sealer(&k1)).await;
+    assert!(again.verify(&issue(&e).token).is_ok());
+    assert_eq!(
+        fresh.meta_get(SIGNING_KEY).await.unwrap().unwrap(),
+        text,
+        "left as it is"
+    );
+}

@@ -236,3 +236,77 @@ async fn a_reset_revokes_keys_only_with_revoke_on_reset() {
         assert_eq!(me(&s, new["key"].as_str().unwrap()).await, StatusCode::OK);
     }
 }
+
+/// A second resource (`admin`) with an API key strategy of `prefix`.
+fn admin_with_keys(prefix: &str) -> String {
+    format!(
+        "[resources.admin]\nattributes.email = {{ type = \"ci_string\", unique = true }}\n\
+         [resources.admin.strategies.password]\ntype = \"password\"\nidentity_field = \"email\"\n\
+         hash = {ARGON2}\n[resources.admin.strategies.keys]\ntype = \"api_key\"\nprefix = \"{prefix}\"\n"
+    )
+}
+
+#[test]
+fn check_refuses_two_api_key_strategies_of_one_prefix_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clash.toml");
+    let text = format!(
+        "version = 1\n{}\n{}",
+        config("prefix = \"acme\"", ""),
+        admin_with_keys("acme")
+    );
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resources.user.strategies.api.prefix")
+            && stderr.contains("resources.admin.strategies.keys.prefix"),
+        "{stderr}"
+    );
+    // Distinct prefixes pass.
+    std::fs::write(
+        &path,
+        text.replacen("prefix = \"acme\"", "prefix = \"acme2\"", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_reload_adding_a_clashing_prefix_is_refused_and_the_keys_keep_working() {
+    let body = config("prefix = \"acme\"", "");
+    let s = TestServer::start_watching(&body).await;
+    let session = s.register("ada@example.com", "correct horse").await;
+    let (status, created) = create(&s, &session, json!({ "name": "bot" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+
+    s.save_by_rename(&s.text_for(&format!("{body}\n{}", admin_with_keys("acme"))));
+    let h = s
+        .wait_health("the prefix refusal", |h| !h["last_reload_error"].is_null())
+        .await;
+    let problems = h["last_reload_error"]["problems"].to_string();
+    assert!(
+        problems.contains("resources.admin.strategies.keys.prefix")
+            && problems.contains("resources.user.strategies.api.prefix"),
+        "{problems}"
+    );
+    assert_eq!(h["config"]["generation"], 1, "the old config stays");
+    assert_eq!(me(&s, &key).await, StatusCode::OK);
+    let (status, _) = s.get("/auth/admin/me", Some(&key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no admin resource: {status}");
+}

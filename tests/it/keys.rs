@@ -705,3 +705,90 @@ async fn the_daemon_rotates_generated_keys_by_itself_and_publishes_ahead() {
         StatusCode::OK
     );
 }
+
+/// The stored `signing_key` meta value (the generated HMAC secret), read from the redb file.
+async fn stored_hmac_secret(db: &Path) -> Vec<u8> {
+    use authd_strategy_api::MetaStore;
+    let (store, _) = authd_store_redb::open(db).unwrap();
+    store.meta_get("signing_key").await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_generated_hmac_secret_is_sealed_under_the_kek_and_tokens_verify_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("authd.redb");
+    let resource = util::user_resource(ARGON2, "");
+    let hs = "[tokens]\nsigning_algorithm = \"HS256\"\n";
+    let with_kek = format!("{hs}key_encryption_key_env = \"AUTHD_TEST_KEK\"\n{resource}");
+    let (a, b) = (
+        STANDARD.encode(rand::random::<[u8; 32]>()),
+        STANDARD.encode(rand::random::<[u8; 32]>()),
+    );
+    let id = |keys: &str| authd::tokens::kek::Kek::parse(keys, "K").unwrap().ids()[0].to_string();
+    let stop = |mut child: std::process::Child| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    let me = |p: util::Probe, token: String| async move {
+        p.call(Method::GET, "/auth/user/me", Some(&token), &Value::Null)
+            .await
+    };
+
+    // No KEK: the secret is kept in clear, as before.
+    let bin = util::Binary::new(dir.path(), &format!("{hs}{resource}"));
+    let (child, p) = bin.start_with_env(&[]).await;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/register",
+            None,
+            &json!({"user": {"email": "ada@example.com", "password": "correct horse",
+                             "password_confirmation": "correct horse"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = token_of(&body);
+    assert_eq!(util::claims_of(&token)["purpose"], "user");
+    stop(child);
+    let clear = stored_hmac_secret(&db).await;
+    assert_eq!(clear.len(), 32);
+
+    // A KEK set: sealed at start; the stored value no longer holds the secret.
+    let bin = util::Binary::new(dir.path(), &with_kek);
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &a)]).await;
+    let (status, body) = me(p, token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    let sealed = stored_hmac_secret(&db).await;
+    assert!(sealed.starts_with(format!("v1:{}:", id(&a)).as_bytes()));
+    assert!(!sealed.windows(clear.len()).any(|w| w == clear.as_slice()));
+
+    // Rotated: sealed again under B at start.
+    let (child, p) = bin
+        .start_with_env(&[("AUTHD_TEST_KEK", &format!("{b},{a}"))])
+        .await;
+    let (status, body) = me(p, token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    assert!(
+        stored_hmac_secret(&db)
+            .await
+            .starts_with(format!("v1:{}:", id(&b)).as_bytes())
+    );
+
+    // A removed: the token of the first run still verifies, and new ones are issued.
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &b)]).await;
+    let (status, body) = me(p, token.clone()).await;
+    let p = util::Probe::new(&bin.base);
+    let (signed_in, fresh) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/sign_in",
+            None,
+            &json!({"email": "ada@example.com", "password": "correct horse"}),
+        )
+        .await;
+    stop(child);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(signed_in, StatusCode::OK, "{fresh}");
+}

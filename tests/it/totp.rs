@@ -553,3 +553,264 @@ fn required_after_must_name_another_strategy_of_the_resource() {
         assert!(routes.contains(&route.to_string()), "{route}: {routes:?}");
     }
 }
+
+/// `DELETE /auth/user/me` with `body`.
+async fn delete_me(s: &TestServer, session: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, body) = call(s, Method::DELETE, "/auth/user/me", Some(session), body).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn deleting_the_account_takes_the_password_and_a_fresh_code() {
+    let Some(py) = python() else { return };
+    let clock = Clock::system();
+    align(&clock);
+    let s = start(&clock, 10).await;
+    let (session, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
+    let now = clock.now_secs();
+    // confirm_setup used this period's code; the next one is within the window.
+    let codes = pyotp(&py, &uri, &[now, now + 30]).codes;
+    let next = codes[1].clone();
+    let refused = |what: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNAUTHORIZED, "authentication_failed"),
+            "{what}: {body}"
+        );
+    };
+    refused(
+        "the password alone",
+        delete_me(&s, &session, json!({"password": "correct horse"})).await,
+    );
+    refused(
+        "a wrong code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": other_than(&codes)}),
+        )
+        .await,
+    );
+    refused(
+        "a code of the wrong length",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": "12"}),
+        )
+        .await,
+    );
+    refused(
+        "a wrong password with a good code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "wrong horse", "code": next}),
+        )
+        .await,
+    );
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::OK
+    );
+
+    // The wrong password did not spend the code: it signs in...
+    let token = continue_token(&s, "ada@example.com").await;
+    let (status, body) = verify(&s, &token, "code", &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ...and once used, it is refused here (a replay).
+    refused(
+        "a used code",
+        delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": next}),
+        )
+        .await,
+    );
+
+    // A code of a period after it deletes the account.
+    clock.advance_ms(60_000);
+    let fresh = pyotp(&py, &uri, &[clock.now_secs()]).codes.remove(0);
+    let (status, body) = delete_me(
+        &s,
+        &session,
+        json!({"password": "correct horse", "code": fresh}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.sign_in("ada@example.com", "correct horse").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn wrong_codes_at_account_deletion_count_toward_the_lockout() {
+    let Some(py) = python() else { return };
+    let clock = Clock::system();
+    align(&clock);
+    let s = start(&clock, 3).await;
+    let (session, uri, _) = user_with_totp(&s, &py, &clock, "ada@example.com").await;
+    let now = clock.now_secs();
+    let codes = pyotp(&py, &uri, &[now - 30, now, now + 30]).codes;
+    let wrong = other_than(&codes);
+    for i in 0..3 {
+        let (status, body) = delete_me(
+            &s,
+            &session,
+            json!({"password": "correct horse", "code": wrong}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    // Locked: the right code is refused at deletion and at sign-in alike.
+    let (status, _) = delete_me(
+        &s,
+        &session,
+        json!({"password": "correct horse", "code": codes[2]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = continue_token(&s, "ada@example.com").await;
+    let (status, body) = verify(&s, &token, "code", &codes[2]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        s.get("/auth/user/me", Some(&session)).await.0,
+        StatusCode::OK
+    );
+}
+
+/// The sealed seed of `email`'s TOTP, read from the redb file (the daemon stopped).
+async fn stored_seed(db: &Path, email: &str) -> String {
+    use authd_strategy_api::{UniqueKey, UserStore};
+    let (store, _) = authd_store_redb::open(db).unwrap();
+    let user = store
+        .find_by_unique("user", &UniqueKey::new("email", email))
+        .await
+        .unwrap()
+        .unwrap();
+    let state: Value = serde_json::from_str(&user.secrets["totp_secret"]).unwrap();
+    state["seed"].as_str().unwrap().to_string()
+}
+
+fn kek_id(keys: &str) -> String {
+    authd::tokens::kek::Kek::parse(keys, "K").unwrap().ids()[0].to_string()
+}
+
+fn stop(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Signs in with the password and a code at the real binary; the status of `verify`.
+async fn sign_in_with_code(p: &util::Probe, email: &str, code: &str) -> (StatusCode, Value) {
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/sign_in",
+            None,
+            &json!({"email": email, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["continue"], "totp", "{body}");
+    p.call(
+        Method::POST,
+        "/auth/user/totp/verify",
+        None,
+        &json!({"token": body["token"], "code": code}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_seed_used_after_a_kek_rotation_is_sealed_again_so_the_old_kek_can_go() {
+    use base64::Engine;
+    let Some(py) = python() else { return };
+    let key = || base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let (a, b) = (key(), key());
+    let dir = tempfile::tempdir().unwrap();
+    // The real binary, reading its key-encryption key from the environment at start; a wide
+    // grace period so that codes of the next periods work on the real clock.
+    let body = format!(
+        "[tokens]\nkey_encryption_key_env = \"AUTHD_TEST_KEK\"\n{}",
+        config(10, "{ type = \"log\" }").replace(
+            "issuer = \"Example\"",
+            "issuer = \"Example\"\ngrace_period = 5"
+        )
+    );
+    let bin = util::Binary::new(dir.path(), &body);
+    let db = dir.path().join("authd.redb");
+    let email = "ada@example.com";
+
+    // Enrolled under A.
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &a)]).await;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/password/register",
+            None,
+            &json!({"user": {"email": email, "password": "correct horse",
+                             "password_confirmation": "correct horse"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let session = token_of(&body);
+    let (status, setup) = p
+        .call(
+            Method::POST,
+            "/auth/user/totp/setup",
+            Some(&session),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let codes = pyotp(
+        &py,
+        setup["otpauth_uri"].as_str().unwrap(),
+        &[now, now + 30, now + 60],
+    )
+    .codes;
+    let (status, body) = p
+        .call(
+            Method::POST,
+            "/auth/user/totp/confirm_setup",
+            Some(&session),
+            &json!({"setup_token": setup["setup_token"], "code": codes[0]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    let under_a = stored_seed(&db, email).await;
+    assert!(
+        under_a.starts_with(&format!("v1:{}:", kek_id(&a))),
+        "{under_a}"
+    );
+
+    // Rotated: B seals, A still opens. A sign-in with a code seals the seed again under B.
+    let rotated = format!("{b},{a}");
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &rotated)]).await;
+    let (status, body) = sign_in_with_code(&p, email, &codes[1]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop(child);
+    let under_b = stored_seed(&db, email).await;
+    assert!(
+        under_b.starts_with(&format!("v1:{}:", kek_id(&b))),
+        "{under_b}"
+    );
+
+    // A removed: the seed still opens, and the next code signs in.
+    let (child, p) = bin.start_with_env(&[("AUTHD_TEST_KEK", &b)]).await;
+    let (status, body) = sign_in_with_code(&p, email, &codes[2]).await;
+    stop(child);
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

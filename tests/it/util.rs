@@ -465,6 +465,47 @@ impl Probe {
 }
 
 impl Probe {
+    /// A request with a JSON body (none for `Value::Null`) and an optional bearer; panics when
+    /// the daemon cannot be reached.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        // `Value::Null`: no body.
+        let bytes = if body.is_null() {
+            Bytes::new()
+        } else {
+            req = req.header("content-type", "application/json");
+            Bytes::from(body.to_string())
+        };
+        let req = req.body(Full::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// POSTs JSON; `None` when the daemon cannot be reached (it was killed).
     pub async fn post(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
         let req = Request::post(format!("{}{path}", self.base))
@@ -507,12 +548,30 @@ impl Binary {
     }
 
     pub fn spawn(&self) -> std::process::Child {
+        self.spawn_with_env(&[])
+    }
+
+    /// Spawns with `vars` in its environment (a key-encryption key: the daemon reads it at
+    /// start, so a test changes it by restarting the binary).
+    pub fn spawn_with_env(&self, vars: &[(&str, &str)]) -> std::process::Child {
         std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "error")
+            .envs(vars.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Spawns with `vars` and waits until it answers `/healthz`.
+    pub async fn start_with_env(&self, vars: &[(&str, &str)]) -> (std::process::Child, Probe) {
+        let child = self.spawn_with_env(vars);
+        let probe = Probe::new(&self.base);
+        assert!(
+            probe.wait_health(|v| v["status"] == "ok").await.is_some(),
+            "the binary did not start"
+        );
+        (child, probe)
     }
 }
 

@@ -22,8 +22,9 @@ pub struct RawApiKeyConfig {
     #[schemars(extend("const" = "api_key"))]
     pub _type: String,
     /// The start of every key, 1 to 16 of `a-z` and `0-9`: keys look like
-    /// `<prefix>_<random>_<checksum>`, easy for secret scanners to find. Give each API key
-    /// strategy of a resource its own. Default `"authd"`.
+    /// `<prefix>_<random>_<checksum>`, easy for secret scanners to find. Each API key
+    /// strategy of the config (of every resource) needs its own: a bearer goes to the strategy
+    /// whose prefix it starts with, so a prefix used twice is refused. Default `"authd"`.
     #[serde(default = "default_prefix")]
     #[schemars(regex(pattern = r"^[a-z0-9]{1,16}$"))]
     pub prefix: String,

@@ -67,9 +67,14 @@ pub(crate) struct Format {
 impl Format {
     pub fn new(prefix: &str) -> Format {
         Format {
-            start: format!("{prefix}_"),
+            start: Format::start_of(prefix),
             base32: base32(),
         }
+    }
+
+    /// How every key of `prefix` starts: `<prefix>_`.
+    pub fn start_of(prefix: &str) -> String {
+        format!("{prefix}_")
     }
 
     /// Whether `bearer` starts like this format's keys (no other check).

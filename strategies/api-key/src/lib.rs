@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    Answer, BearerUser, Error, FieldDoc, Method, Outcome, PhaseDoc, PhaseRequest, PhaseSpec,
+    Answer, BearerUser, Claim, Error, FieldDoc, Method, Outcome, PhaseDoc, PhaseRequest, PhaseSpec,
     Problems, Rejection, ResourceSpec, Services, Strategy, StrategyFactory, UniqueKey, UserRecord,
     UserUpdate, ValidatedStrategy, Verdict,
 };
@@ -107,6 +107,16 @@ impl ValidatedStrategy for Validated {
 
     fn secret_fields(&self) -> Vec<String> {
         vec![secret_field(&self.name)]
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        // A bearer goes to the first strategy that recognizes its start: two strategies of
+        // one start would make one's keys fail at the other (or be looked up there).
+        vec![Claim {
+            namespace: "bearer credentials",
+            key: "prefix",
+            value: Format::start_of(&self.config.prefix),
+        }]
     }
 
     fn docs(&self) -> Vec<PhaseDoc> {

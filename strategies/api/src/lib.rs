@@ -45,7 +45,7 @@ pub use message::{
 pub use pool::{Busy, HashPool};
 pub use sealer::{ClearSealer, Sealer};
 pub use strategy::{
-    Access, AttributeSpec, AttributeType, BearerUser, ConfirmationSpec, Credential,
+    Access, AttributeSpec, AttributeType, BearerUser, Claim, ConfirmationSpec, Credential,
     CredentialInput, Error, FieldErrors, Grant, META_CONFIRMED_AT, META_RESETS, Method, Outcome,
     Params, PhaseRequest, PhaseSpec, Rejection, ResourceSpec, SecondFactor, Services, Session,
     Strategy, StrategyFactory, ValidatedStrategy, Verdict,

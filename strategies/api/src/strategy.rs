@@ -489,6 +489,30 @@ pub trait StrategyFactory: Sync {
     }
 }
 
+/// Something a strategy takes for itself in the whole config, across every resource, which no
+/// other strategy may take too: an API key strategy takes the start of the bearer credentials
+/// it recognizes (`<prefix>_`), since a bearer is offered to the strategy that recognizes it.
+/// The daemon checks every pair of claims of one namespace ([`ValidatedStrategy::claims`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// What is claimed, in words, for the problem: `"bearer credentials"`. Claims clash only
+    /// within one namespace.
+    pub namespace: &'static str,
+    /// The key of the strategy's table that sets it (`prefix`), for the problem's TOML path.
+    pub key: &'static str,
+    /// What is claimed: two claims of one namespace clash when one value starts with the
+    /// other (equal values included), as prefixes do.
+    pub value: String,
+}
+
+impl Claim {
+    /// Whether `self` and `other` claim overlapping parts of one namespace.
+    pub fn clashes_with(&self, other: &Claim) -> bool {
+        self.namespace == other.namespace
+            && (self.value.starts_with(&other.value) || other.value.starts_with(&self.value))
+    }
+}
+
 /// A credential an operator hands in for a user (admin API, import).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialInput {
@@ -512,6 +536,12 @@ pub trait ValidatedStrategy: Send + Sync + fmt::Debug {
 
     /// The stored secret fields it writes (so that two strategies never share one).
     fn secret_fields(&self) -> Vec<String>;
+
+    /// What it takes for itself in the whole config (an API key prefix), so that the daemon
+    /// refuses two strategies taking overlapping parts of one namespace.
+    fn claims(&self) -> Vec<Claim> {
+        Vec::new()
+    }
 
     /// The strategies of the same resource this one continues as a second factor
     /// (`required_after`), so that the config can check they exist.
@@ -622,7 +652,9 @@ pub trait Strategy: Send + Sync {
 
     /// Checks a re-authentication (`DELETE /me` asks for the password): `Some(true)` when
     /// `params` prove it is the user, `Some(false)` when they do not, `None` when this
-    /// strategy cannot tell (the user has no credential of it).
+    /// strategy cannot tell (the user has no credential of it). A second factor
+    /// ([`Strategy::second_factor`]) the user has on is asked besides a first proof, never
+    /// instead of one; a proof it accepts must not be accepted again (a code is spent).
     ///
     /// # Errors
     /// When the machinery fails.

@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use authd_strategy_api::toml;
 use authd_strategy_api::{
-    Answer, Counted, Error, FieldDoc, IssuedToken, Limit, Method, Outcome, PhaseDoc, PhaseRequest,
-    PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, SecondFactor, Services, Strategy,
-    StrategyFactory, Throttle, TokenSpec, UserRecord, UserUpdate, ValidatedStrategy, Verdict,
+    Answer, Counted, Error, FieldDoc, IssuedToken, Limit, Method, Outcome, Params, PhaseDoc,
+    PhaseRequest, PhaseSpec, Problems, Purpose, Rejection, ResourceSpec, SecondFactor, Services,
+    Strategy, StrategyFactory, Throttle, TokenSpec, UserRecord, UserUpdate, ValidatedStrategy,
+    Verdict,
 };
 use serde_json::{Map, Value, json};
 
@@ -237,6 +238,25 @@ impl ValidatedStrategy for Validated {
         ]
     }
 
+    fn reauthenticate_docs(&self) -> Vec<FieldDoc> {
+        vec![
+            FieldDoc::string(
+                "code",
+                false,
+                format!(
+                    "When the user has TOTP on: a current code of the authenticator app ({} \
+                     digits), asked besides the password; each code works once.",
+                    self.config.digits
+                ),
+            ),
+            FieldDoc::string(
+                "recovery_code",
+                false,
+                "When the user has TOTP on: one of the recovery codes, instead of `code`.",
+            ),
+        ]
+    }
+
     fn instantiate(&self, subject: &str, name: &str, services: &Services) -> Arc<dyn Strategy> {
         let c = &self.config;
         Arc::new(TotpStrategy(Arc::new(Inner {
@@ -316,6 +336,14 @@ impl Strategy for TotpStrategy {
 
     fn second_factor(&self) -> Option<&dyn SecondFactor> {
         Some(self)
+    }
+
+    async fn reauthenticate(
+        &self,
+        user: &UserRecord,
+        params: &Params,
+    ) -> Result<Option<bool>, Error> {
+        self.0.reauthenticate(user, params).await
     }
 
     fn identity_throttle_key(

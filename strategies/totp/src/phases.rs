@@ -126,6 +126,26 @@ impl Inner {
         self.services.sealer.open(sealed)
     }
 
+    /// `seed` sealed again under the current key-encryption key when it was sealed under an
+    /// older one (or in clear), so that the old key can be dropped once every seed has been
+    /// used; `seed` itself otherwise. `plain` is the seed when the caller opened it already.
+    ///
+    /// The write that records a proof carries the new text, so it costs no extra write. A
+    /// continue token issued before it (bound to the sealed text) dies with the old text: the
+    /// sign-in that used it is done, and a second one started meanwhile starts again.
+    fn resealed(&self, seed: String, plain: Option<&[u8]>) -> Result<String, Error> {
+        let sealer = &self.services.sealer;
+        if !sealer.needs_reseal(&seed) {
+            return Ok(seed);
+        }
+        let resealed = match plain {
+            Some(plain) => sealer.seal(plain)?,
+            None => sealer.seal(&zeroize::Zeroizing::new(self.open_seed(&seed)?))?,
+        };
+        tracing::info!(subject = %self.subject, strategy = %self.name, "TO0003 a TOTP seed was sealed again under the current key-encryption key");
+        Ok(resealed)
+    }
+
     /// A checked token, unless it was used already (it is consumed by the write that
     /// accepts its code; this refuses it before any code is looked at).
     async fn unused(
@@ -172,15 +192,18 @@ impl Inner {
                     return Ok(Proved::No);
                 }
             };
+            let mut plain = None;
             let last_counter = match proof {
                 Proof::Code(code) => {
-                    let plain = self.open_seed(&seed)?;
+                    let opened = zeroize::Zeroizing::new(self.open_seed(&seed)?);
                     let now = self.services.clock.now_secs();
-                    match self.rules.matching_counter(&plain, code, now) {
+                    let counter = match self.rules.matching_counter(&opened, code, now) {
                         Some(counter) if counter > last_counter => counter,
                         // Wrong, or a period already used: a replay, or an older code.
                         _ => return Ok(Proved::No),
-                    }
+                    };
+                    plain = Some(opened);
+                    counter
                 }
                 Proof::Recovery(typed) => {
                     let hash = hash_recovery(user.id.as_bytes(), typed);
@@ -196,7 +219,7 @@ impl Inner {
             let value = match then {
                 Then::Record => Some(
                     TotpState::On {
-                        seed,
+                        seed: self.resealed(seed, plain.as_ref().map(|p| p.as_slice()))?,
                         last_counter,
                         recovery,
                         since,
@@ -354,7 +377,7 @@ impl Inner {
             self.throttle.settle(reservation, false).await?;
             return rejected(Rejection::InvalidToken);
         };
-        let plain = self.open_seed(&seed)?;
+        let plain = zeroize::Zeroizing::new(self.open_seed(&seed)?);
         let now = self.services.clock.now_secs();
         let Some(counter) = self.rules.matching_counter(&plain, &code, now) else {
             self.throttle.settle(reservation, false).await?;
@@ -369,7 +392,7 @@ impl Inner {
             .map(|c| hash_recovery(user.id.as_bytes(), &c))
             .collect();
         let on = TotpState::On {
-            seed,
+            seed: self.resealed(seed, Some(&plain))?,
             last_counter: counter,
             recovery: hashes,
             since: now,
@@ -436,6 +459,35 @@ impl Inner {
                 rejected(Rejection::AuthenticationFailed)
             }
         }
+    }
+
+    /// `DELETE /me` with TOTP on: a current code (or a recovery code) of the user, counted
+    /// like every other code (per user) and recorded like one, so that it cannot be used
+    /// again. Anything but a good code (none, malformed, wrong, replayed, locked out) is
+    /// `Some(false)`: the daemon answers it as it answers a wrong password. `None` when the
+    /// user has no TOTP on.
+    pub(crate) async fn reauthenticate(
+        &self,
+        user: &UserRecord,
+        params: &Params,
+    ) -> Result<Option<bool>, Error> {
+        if !self.is_on(user) {
+            return Ok(None);
+        }
+        let keys = self.attempt_keys(Some(user), None);
+        let Ok(reservation) = self.throttle.reserve(keys).await? else {
+            return Ok(Some(false));
+        };
+        let mut errors = FieldErrors::default();
+        let proved = match self.read_proof(params, true, &mut errors) {
+            Some(proof) => matches!(
+                self.prove(user, &proof, Then::Record, None).await?,
+                Proved::Yes(_)
+            ),
+            None => false,
+        };
+        self.throttle.settle(reservation, proved).await?;
+        Ok(Some(proved))
     }
 
     /// `POST verify`: the continue token of a first factor and a code (or a recovery code)

@@ -280,10 +280,18 @@ pub async fn sign_out_everywhere(
 /// `confirmed_at` when the resource has confirmation.
 pub fn view(generation: &Generation, subject: &str, user: &UserRecord) -> Value {
     let mut out = Map::with_capacity(user.attributes.len() + 2);
-    out.insert("id".into(), Value::String(user.id.to_string()));
     for (k, v) in &user.attributes {
         out.insert(k.clone(), v.clone());
     }
+    out.extend(view_fields(generation, subject, user));
+    Value::Object(out)
+}
+
+/// The fields of a user's view that are not attributes: `id`, the confirmation time, what
+/// strategies add. They win over an attribute of the same name.
+fn view_fields(generation: &Generation, subject: &str, user: &UserRecord) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("id".into(), Value::String(user.id.to_string()));
     if let Some(resource) = generation.registry.resource(subject)
         && let Some(confirmation) = &resource.confirmation
     {
@@ -297,7 +305,66 @@ pub fn view(generation: &Generation, subject: &str, user: &UserRecord) -> Value 
     for (_, strategy) in generation.registry.strategies_of(subject) {
         strategy.describe_user(user, &mut out);
     }
-    Value::Object(out)
+    out
+}
+
+/// [`view`] written as it is serialized, without building the tree of its values first:
+/// what `GET /me` answers on every call. The same keys, values and order (both maps are
+/// sorted; they are merged).
+pub struct View<'a> {
+    user: &'a UserRecord,
+    fields: Map<String, Value>,
+}
+
+impl<'a> View<'a> {
+    pub fn new(generation: &Generation, subject: &str, user: &'a UserRecord) -> View<'a> {
+        View {
+            user,
+            fields: view_fields(generation, subject, user),
+        }
+    }
+}
+
+impl serde::Serialize for View<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        merged(&self.user.attributes, &self.fields, |k, v| {
+            map.serialize_entry(k, v)
+        })?;
+        map.end()
+    }
+}
+
+/// Calls `f` on each entry of `a` and `b` (both sorted by key) in key order, as one map in
+/// which `b` wins over `a` on a key both have.
+fn merged<E>(
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    mut f: impl FnMut(&String, &Value) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::cmp::Ordering;
+    let mut a = a.iter().peekable();
+    let mut b = b.iter().peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => Ordering::Greater,
+            (None, Some(_)) => Ordering::Less,
+            (Some((ka, _)), Some((kb, _))) => kb.cmp(ka),
+        };
+        if order == Ordering::Equal {
+            a.next();
+        }
+        let next = if order == Ordering::Greater {
+            a.next()
+        } else {
+            b.next()
+        };
+        if let Some((k, v)) = next {
+            f(k, v)?;
+        }
+    }
 }
 
 /// Unix seconds as RFC 3339 (UTC).
@@ -317,5 +384,29 @@ pub fn signed_in_body(generation: &Generation, subject: &str, signed_in: &Signed
             body
         }
         SignedIn::Continue { step, token } => json!({ "continue": step, "token": token.token }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_two_sorted_maps_gives_the_map_of_both_with_the_second_winning() {
+        let a: Map<String, Value> =
+            serde_json::from_str(r#"{"b": 1, "d": 2, "f": 3, "id": "attr"}"#).unwrap();
+        let b: Map<String, Value> =
+            serde_json::from_str(r#"{"a": 9, "d": 8, "id": "field", "z": 7}"#).unwrap();
+        let mut out = Vec::new();
+        merged::<()>(&a, &b, |k, v| {
+            out.push((k.clone(), v.clone()));
+            Ok(())
+        })
+        .unwrap();
+        let mut expected = a.clone();
+        expected.extend(b.clone());
+        let expected: Vec<(String, Value)> = expected.into_iter().collect();
+        assert_eq!(out, expected);
     }
 }

@@ -12,7 +12,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use super::BoxError;
-use super::error::{Failure, Reply, json_response, no_content};
+use super::error::{Failure, Reply, json_bytes, json_response, no_content};
 use super::params::read_params;
 use crate::accounts;
 use crate::sessions::{self, SignedIn};
@@ -130,10 +130,17 @@ pub(super) async fn me<B>(
     req: &Request<B>,
 ) -> Result<Reply, Failure> {
     let session = require_session_or_cookie(generation, subject, req).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "user": sessions::view(generation, subject, &session.user) }),
-    ))
+    #[derive(serde::Serialize)]
+    struct Me<'a> {
+        user: sessions::View<'a>,
+    }
+    let me = Me {
+        user: sessions::View::new(generation, subject, &session.user),
+    };
+    let mut body = Vec::with_capacity(256);
+    serde_json::to_writer(&mut body, &me)
+        .map_err(|e| Failure::Internal(format!("the user's view: {e}")))?;
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
 pub(super) async fn sign_out<B>(

@@ -21,6 +21,9 @@ use crate::metrics::SignInOutcome;
 use crate::registry::Registry;
 use crate::state::{Generation, Shared};
 
+/// The most segments a path of the public API has (`/auth/<subject>/<strategy>/<phase>/<param>`).
+const MAX_SEGMENTS: usize = 5;
+
 /// Answers one request. Generic over the body so that benchmarks and tests can call it
 /// without a socket.
 pub async fn handle<B>(shared: &Shared, peer: SocketAddr, req: Request<B>) -> Reply
@@ -133,9 +136,17 @@ where
     {
         return Ok(super::pages::handle(generation, pages, peer, req).await);
     }
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    match segments.as_slice() {
+    // The path's segments, borrowed from a clone of the URI (a reference count, not a copy):
+    // the request itself moves into the handler. No route has more than five.
+    let uri = req.uri().clone();
+    let mut segments = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for segment in uri.path().split('/').skip(1) {
+        let slot = segments.get_mut(count).ok_or(Failure::NotFound)?;
+        *slot = segment;
+        count += 1;
+    }
+    match &segments[..count] {
         ["healthz"] => {
             allow(&["GET"], req.method())?;
             Ok(handlers::health(shared, generation).await)

@@ -1,4 +1,5 @@
-//! `--versus FILE` and `--metrics-cost`: `/me` of two daemons compared in alternated rounds.
+//! `--versus FILE`, `--versus-authd PATH` and `--metrics-cost`: `/me` of two daemons compared
+//! in alternated rounds.
 //!
 //! Both daemons run at once (an idle one costs nothing), each on its own port and database,
 //! with the same users registered. Then `/me` is loaded on one, then the other, in the order
@@ -100,15 +101,20 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
             format!("default ({})", args.algorithm.owasp()),
         ),
     };
-    let (b_text, b_name) = match &args.versus {
+    let authd_b = args.versus_authd.as_deref().unwrap_or(authd);
+    let (b_text, mut b_name) = match &args.versus {
         Some(path) => {
-            process::check_config(authd, path)?;
+            process::check_config(authd_b, path)?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             (text, path.display().to_string())
         }
-        None => (with_metrics(&a_text)?, format!("{a_name} + [metrics]")),
+        None if args.metrics_cost => (with_metrics(&a_text)?, format!("{a_name} + [metrics]")),
+        None => (a_text.clone(), a_name.clone()),
     };
+    if let Some(path) = &args.versus_authd {
+        b_name = format!("{b_name}, by {}", path.display());
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,7 +124,7 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
     let progress = Progress::new();
     let concurrency = args.concurrency as usize;
     let users = args.users as usize;
-    let start = |text: &str, label: &str| -> anyhow::Result<Instance> {
+    let start = |authd: &Path, text: &str, label: &str| -> anyhow::Result<Instance> {
         let setups = password_strategies(text)?;
         let setup = setups
             .iter()
@@ -167,8 +173,8 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
             _dir: dir,
         })
     };
-    let mut a = start(&a_text, "A")?;
-    let mut b = start(&b_text, "B")?;
+    let mut a = start(authd, &a_text, "A")?;
+    let mut b = start(authd_b, &b_text, "B")?;
 
     let mut sides = [
         Side {

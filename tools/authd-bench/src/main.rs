@@ -81,6 +81,10 @@ pub(crate) struct Cli {
     /// redb: throughput and the daemons' CPU per request, and their B / A ratios.
     #[arg(long, value_name = "FILE", conflicts_with = "metrics_cost")]
     pub(crate) versus: Option<PathBuf>,
+    /// As --versus, with B the same config run by another authd binary (before/after a
+    /// change); with --versus or --metrics-cost, B's binary.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) versus_authd: Option<PathBuf>,
     /// As --versus, with B the same config plus a `[metrics]` listener: what metrics cost.
     #[arg(long)]
     pub(crate) metrics_cost: bool,
@@ -135,7 +139,7 @@ fn main() -> ExitCode {
             .and_then(|authd| {
                 if let Some(total) = cli.soak {
                     soak::run(&cli, &authd, total)
-                } else if cli.versus.is_some() || cli.metrics_cost {
+                } else if cli.versus.is_some() || cli.metrics_cost || cli.versus_authd.is_some() {
                     ab::run(&cli, &authd)
                 } else {
                     load::run(&cli, &authd)

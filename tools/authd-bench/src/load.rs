@@ -33,6 +33,7 @@ use hyper::header::HeaderValue;
 use serde_json::Value;
 
 use crate::Cli;
+use authd_strategy_api::toml;
 use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_json};
 use crate::output::{Progress, Summary, fmt_rate};
 use crate::process::{self, BareChild, DaemonChild, TempDir, free_port};
@@ -112,6 +113,19 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
                 .with_context(|| format!("cannot read {}", path.display()))?
         }
         None => default_config(&args.algorithm.owasp()),
+    };
+    // The algorithm `/me` verifies: the flag's, the config's, or the daemon's default.
+    let signing_algorithm = match &args.signing_algorithm {
+        Some(alg) => alg.clone(),
+        None => toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|doc| {
+                doc.get("tokens")?
+                    .get("signing_algorithm")?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "EdDSA".to_string()),
     };
     let setups = password_strategies(&text)?;
     let setup = setups
@@ -389,6 +403,11 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
         &flood,
         peak,
         memory_limit,
+        if signing_algorithm.starts_with("HS") {
+            crate::report::ME_VS_BARE_GOAL_HMAC
+        } else {
+            crate::report::ME_VS_BARE_GOAL_ASYMMETRIC
+        },
     );
     let spread = |runs: &[f64]| {
         let max = runs.iter().copied().fold(0.0, f64::max);
@@ -413,6 +432,7 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
         load_average_at_start,
         noise_warning,
         setting: driver.params.to_string(),
+        signing_algorithm,
         params: driver.params.to_json(),
         route: format!("/auth/{}/{}/sign_in", driver.subject, driver.strategy),
         hash_workers,

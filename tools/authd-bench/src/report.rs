@@ -13,9 +13,13 @@ use crate::output::{Summary, fmt_bytes, fmt_ms, fmt_rate};
 use crate::system::{CpuUsed, Machine};
 
 // The targets the team tracks (BENCHMARKS.md).
-const SIGN_IN_VS_CEILING_GOAL: f64 = 90.0;
-const ME_VS_BARE_GOAL: f64 = 70.0;
-const ME_P99_UNDER_FLOOD_GOAL_MS: f64 = 10.0;
+const SIGN_IN_VS_CEILING_GOAL: f64 = 95.0;
+/// `/me` against the bare server with an HMAC signature (HS256, HS384, HS512).
+pub(crate) const ME_VS_BARE_GOAL_HMAC: f64 = 85.0;
+/// `/me` against the bare server with an asymmetric signature (EdDSA, ES256, RS256), checked
+/// once per token thanks to the verified-token cache.
+pub(crate) const ME_VS_BARE_GOAL_ASYMMETRIC: f64 = 80.0;
+const ME_P99_UNDER_FLOOD_GOAL_MS: f64 = 5.0;
 const REFUSED_P99_GOAL_MS: f64 = 5.0;
 
 /// One measured phase, as reported.
@@ -232,6 +236,7 @@ impl Targets {
         flood: &Flood,
         peak: Option<u64>,
         budget: u64,
+        me_vs_bare_goal: f64,
     ) -> Targets {
         let at_least = |value: f64, goal: f64| Tracked {
             value: Some(value),
@@ -260,7 +265,7 @@ impl Targets {
             .map(|(all, hashing)| (all - hashing).max(0.0));
         let percent_of_budget = peak.map(|p| p as f64 * 100.0 / budget.max(1) as f64);
         Targets {
-            me_vs_bare_percent: at_least(me_vs_bare * 100.0, ME_VS_BARE_GOAL),
+            me_vs_bare_percent: at_least(me_vs_bare * 100.0, me_vs_bare_goal),
             sign_in_vs_ceiling_percent: at_least(
                 sign_in_vs_ceiling * 100.0,
                 SIGN_IN_VS_CEILING_GOAL,
@@ -298,6 +303,8 @@ pub(crate) struct Report {
     /// else used the CPU, and the ratios are less reliable.
     pub(crate) noise_warning: Option<String>,
     pub(crate) setting: String,
+    /// The token signature `/me` verifies (`tokens.signing_algorithm`).
+    pub(crate) signing_algorithm: String,
     pub(crate) params: Value,
     pub(crate) route: String,
     pub(crate) hash_workers: u64,
@@ -353,7 +360,10 @@ pub(crate) fn print_report(r: &Report) {
             ""
         }
     );
-    println!("daemon {}, store {}", r.authd, r.store);
+    println!(
+        "daemon {}, store {}, tokens {}",
+        r.authd, r.store, r.signing_algorithm
+    );
     println!(
         "{} users, concurrency {}, {:.1} s per phase, one client thread, HTTP/1.1 keep-alive \
          on 127.0.0.1; load average at start {}",

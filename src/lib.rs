@@ -5,7 +5,8 @@
 //! and `sessions` holds the rules of signed-in users, `tokens` signs JWTs, `delivery` sends
 //! messages through the store's outbox, `store` opens the configured backend, `metrics` counts
 //! (Prometheus) and `events` turns what happens into series and account webhooks. `state` is what
-//! a request reads. `openapi` describes a config's routes. `cli` is the binary's front end. See
+//! a request reads. `openapi` describes a config's routes. `pages` compiles and renders the hosted
+//! pages' templates (`http::pages` serves them). `cli` is the binary's front end. See
 //! ARCHITECTURE.md.
 
 pub mod accounts;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod registry;
 pub mod sessions;
 pub mod state;

@@ -55,7 +55,7 @@ pub struct Generation {
 /// tokens (kept in the store, so that every daemon of a deployment agrees).
 pub struct PagesState {
     pub config: crate::config::PagesConfig,
-    pub templates: crate::http::pages::Templates,
+    pub templates: crate::pages::Templates,
     pub csrf_key: Vec<u8>,
 }
 

@@ -1,4 +1,9 @@
 //! `authd serve`: the daemon until SIGINT or SIGTERM; SIGHUP forces a reload.
+//!
+//! The signal handlers are installed before the daemon starts, so that once `/healthz`
+//! answers, a signal is never lost nor met with its default action (which ends the process):
+//! a SIGHUP that arrives while the daemon starts reloads it as soon as it runs, and a SIGTERM
+//! or SIGINT stops it cleanly.
 
 use std::path::Path;
 
@@ -8,47 +13,68 @@ use crate::config::Config;
 /// SIGTERM.
 ///
 /// # Errors
-/// When the daemon cannot start.
+/// When the signal handlers cannot be installed or the daemon cannot start.
 pub async fn serve(path: &Path, config: Config, text: &str) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let mut daemon = crate::Daemon::start(config, text).await?;
     let triggers = daemon.watch(path)?;
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = signal(SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
-                let _ = triggers.send(crate::daemon::Trigger::Forced).await;
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    drop(triggers);
-    wait_for_stop_signal().await;
+    signals.run(triggers).await;
     tracing::info!("stopping");
     daemon.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
+/// The signals `serve` answers, caught from the moment this is built.
+#[cfg(unix)]
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Turns each SIGHUP into a forced reload until SIGTERM or SIGINT.
+    async fn run(self, triggers: tokio::sync::mpsc::Sender<crate::daemon::Trigger>) {
+        let Signals {
+            mut hangup,
+            mut terminate,
+            mut interrupt,
+        } = self;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = triggers.send(crate::daemon::Trigger::Forced).await;
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        });
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Ctrl-C only, outside Unix.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn run(self, triggers: tokio::sync::mpsc::Sender<crate::daemon::Trigger>) {
+        drop(triggers);
         let _ = tokio::signal::ctrl_c().await;
     }
 }

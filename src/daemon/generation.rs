@@ -128,7 +128,7 @@ pub(super) async fn build(
     let pages = match &config.pages {
         None => None,
         Some(p) => {
-            let templates = crate::http::pages::Templates::load(p.templates_dir.as_deref())
+            let templates = crate::pages::Templates::load(p.templates_dir.as_deref())
                 .map_err(BuildError::Pages)?;
             let mut key = vec![0u8; 32];
             rand::Rng::fill(&mut rand::rng(), key.as_mut_slice());

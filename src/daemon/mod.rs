@@ -202,7 +202,7 @@ impl Daemon {
         tasks.spawn(worker.run(stop.clone()));
         let metrics_addr = match (metrics_listener, &core.shared.metrics) {
             (Some((listener, metrics_addr)), Some(metrics)) => {
-                tasks.spawn(crate::metrics::serve(
+                tasks.spawn(http::metrics_listener::serve(
                     listener,
                     Arc::clone(&core.shared),
                     Arc::clone(metrics),

@@ -21,10 +21,10 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::BoxError;
+use super::error::allow;
 use super::error::{Failure, json_response, no_content};
 use super::handlers::bearer;
 use super::params::{decode_query, read_params};
-use super::router::allow;
 use crate::admin::{self, Import};
 use crate::state::{Generation, Shared};
 

@@ -8,7 +8,7 @@ use authd_strategy_api::{Error, FieldErrors, Rejection, StoreError, TokenError};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 /// A response authd builds.
@@ -213,6 +213,24 @@ impl Failure {
             reply.headers_mut().insert(name, value);
         }
         reply
+    }
+}
+
+/// Checks `method` against what a route allows (`HEAD` wherever `GET` is).
+pub(super) fn allow(allowed: &[&str], method: &Method) -> Result<(), Failure> {
+    let ok =
+        allowed.contains(&method.as_str()) || (method == Method::HEAD && allowed.contains(&"GET"));
+    if ok {
+        Ok(())
+    } else {
+        let mut list: Vec<&str> = Vec::with_capacity(allowed.len() + 1);
+        for m in allowed {
+            list.push(m);
+            if *m == "GET" {
+                list.push("HEAD");
+            }
+        }
+        Err(Failure::MethodNotAllowed(list.join(", ")))
     }
 }
 

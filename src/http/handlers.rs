@@ -60,7 +60,7 @@ pub(super) async fn require_session_or_cookie<B>(
         .pages
         .as_ref()
         .filter(|_| is_read || marked)
-        .and_then(|p| super::pages::session_cookie(&p.config, req.headers()))
+        .and_then(|p| super::pages::cookies::session_cookie(&p.config, req.headers()))
         .ok_or(Failure::Rejected(Rejection::InvalidToken))?;
     sessions::authenticate(generation, subject, &token)
         .await?
@@ -154,7 +154,7 @@ pub(super) async fn sign_out<B>(
     let mut reply = no_content();
     if by_cookie && let Some(pages) = &generation.pages {
         // The cookie is dead: the browser may as well forget it.
-        super::pages::clear_session_cookie(&pages.config, &mut reply);
+        super::pages::cookies::clear_session_cookie(&pages.config, &mut reply);
     }
     Ok(reply)
 }

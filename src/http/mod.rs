@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod error;
 mod handlers;
 mod introspect;
+pub mod metrics_listener;
 pub mod observe;
 pub mod pages;
 pub mod params;

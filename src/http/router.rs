@@ -14,7 +14,7 @@ use hyper::header;
 use hyper::{Method, Request};
 
 use super::BoxError;
-use super::error::{Failure, Reply};
+use super::error::{Failure, Reply, allow};
 use super::handlers;
 use super::introspect;
 use crate::metrics::SignInOutcome;
@@ -75,24 +75,6 @@ fn check_codings<B>(req: &Request<B>) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Checks `method` against what a route allows (`HEAD` wherever `GET` is).
-pub(super) fn allow(allowed: &[&str], method: &Method) -> Result<(), Failure> {
-    let ok =
-        allowed.contains(&method.as_str()) || (method == Method::HEAD && allowed.contains(&"GET"));
-    if ok {
-        Ok(())
-    } else {
-        let mut list: Vec<&str> = Vec::with_capacity(allowed.len() + 1);
-        for m in allowed {
-            list.push(m);
-            if *m == "GET" {
-                list.push("HEAD");
-            }
-        }
-        Err(Failure::MethodNotAllowed(list.join(", ")))
-    }
 }
 
 /// The sign-in outcome of a verdict that refuses or continues (the granted ones are counted

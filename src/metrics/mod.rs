@@ -1,5 +1,6 @@
 //! Prometheus metrics: the series, the per-generation handles the request path uses, and the
-//! `[metrics]` listener (`GET /metrics`, OpenMetrics text through `prometheus-client`).
+//! text of a scrape (OpenMetrics through `prometheus-client`; `http::metrics_listener` serves
+//! it).
 //!
 //! Cheap on the hot path: a request looks its route up in a table built once per generation
 //! (the config's route patterns, never the raw path: anything else is `unmatched`), and the
@@ -8,7 +9,8 @@
 //! (algorithms, purposes, outcomes), never from a request: no identity, user id, address or
 //! token can become a label, and the number of series is bounded by the config.
 //!
-//! Must not know HTTP beyond its own listener, nor decide anything: it only counts.
+//! Must not know HTTP or the daemon's state (a scrape is handed the values its gauges show),
+//! nor decide anything: it only counts.
 
 pub mod histogram;
 pub mod store;
@@ -17,28 +19,16 @@ pub use histogram::{AtomicHistogram, ShardedCounter};
 pub use store::TimedStore;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::state::Shared;
 
 /// Seconds a password hash or verification takes: from a cheap test setting to a slow one.
 const HASH_BUCKETS: &[f64] = &[
@@ -57,8 +47,6 @@ const STORE_BUCKETS: &[f64] = &[
 const MAX_CODE_LABEL_VALUES: usize = 32;
 /// The label of a request that matched no route of the config.
 pub const UNMATCHED: &str = "unmatched";
-/// Scrapes served at once.
-const MAX_SCRAPERS: usize = 16;
 
 type Constructor = fn() -> AtomicHistogram;
 
@@ -412,23 +400,22 @@ impl Metrics {
         }
     }
 
-    /// The text of a scrape: the gauges read now, then every series.
-    pub async fn render(&self, shared: &Shared) -> String {
-        {
-            let generation = shared.current.load();
-            self.hash_queue_depth
-                .set(i64::try_from(generation.pool.pending()).unwrap_or(i64::MAX));
-            self.config_generation
-                .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
-        }
-        let outbox = tokio::time::timeout(
-            Duration::from_secs(2),
-            shared.store.outbox_stats(shared.clock.now_ms()),
-        )
-        .await;
-        if let Ok(Ok(stats)) = outbox {
+    /// The text of a scrape: the gauges set to what the caller read now (the hashing pool's
+    /// pending jobs, the generation's number, the outbox's depth when the store answered), then
+    /// every series.
+    pub fn render(
+        &self,
+        hash_pending: usize,
+        generation: u64,
+        outbox_depth: Option<u64>,
+    ) -> String {
+        self.hash_queue_depth
+            .set(i64::try_from(hash_pending).unwrap_or(i64::MAX));
+        self.config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        if let Some(depth) = outbox_depth {
             self.outbox_depth
-                .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
         let mut text = String::with_capacity(16 * 1024);
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
@@ -613,83 +600,4 @@ impl GenerationMetrics {
             SignInOutcome::Continue => counters.continued.inc(),
         };
     }
-}
-
-/// The content type of the OpenMetrics text format.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Serves `GET /metrics` on `listener` until `stop`: a small listener of its own, a few
-/// connections at a time, idle ones closed.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stop.cancelled() => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "MT0001 metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        let shared = Arc::clone(&shared);
-        let metrics = Arc::clone(&metrics);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let shared = Arc::clone(&shared);
-                let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(answer(&req, &shared, &metrics).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn answer<B>(req: &Request<B>, shared: &Shared, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => (
-            StatusCode::OK,
-            OPENMETRICS,
-            Bytes::from(metrics.render(shared).await),
-        ),
-        (_, "/metrics") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            Bytes::from_static(b"only GET /metrics\n"),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            Bytes::from_static(b"not found: GET /metrics\n"),
-        ),
-    };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }

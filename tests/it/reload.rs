@@ -163,30 +163,95 @@ async fn broken_files_and_restart_only_changes_are_refused_and_the_old_config_se
     );
 }
 
+/// Polls `/healthz` at `base` as fast as it can (a fresh connection each time, no pause) and
+/// sends `signal` to `pid` the moment one answers 200: the earliest that a supervisor waiting
+/// for readiness could. `false` when no 200 came within 10 s.
+fn signal_at_first_healthz(base: &str, pid: u32, signal: libc::c_int) -> bool {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            std::thread::yield_now();
+            continue;
+        };
+        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut head = [0u8; 12];
+        if stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_exact(&mut head).is_ok()
+            && &head == b"HTTP/1.1 200"
+        {
+            let pid = libc::pid_t::try_from(pid).unwrap();
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            return true;
+        }
+    }
+    false
+}
+
+/// Waits up to 10 s for `child` to exit; kills it and fails if it does not.
+fn exit_within_10s(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon did not stop within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A SIGHUP sent the moment `/healthz` first answers reloads the config: the handler is in
+/// place before the listener accepts, so the signal is neither lost nor met with its default
+/// action (which ends the process).
+/// A SIGHUP sent the moment `/healthz` first answers reloads the config: the handler is in
+/// place before the listener accepts, so the signal is neither lost nor met with its default
+/// action (which ends the process). Three daemons, since the moment is a race.
 #[tokio::test]
 async fn sighup_reloads_the_running_binary() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let binary = util::Binary::new(dir.path(), &util::user_resource(ARGON2, ""));
-    let mut child = binary.spawn();
-    let pid = child.id().to_string();
-    let client = crate::util::Probe::new(&binary.base);
-    let first = client.wait_health(|h| h["config"]["generation"] == 1).await;
-    assert!(first.is_some(), "the daemon did not come up");
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success());
-    let second = client.wait_health(|h| h["config"]["generation"] == 2).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(second.is_some(), "SIGHUP did not reload");
-    assert!(
-        exit.success(),
-        "SIGTERM should stop the daemon cleanly: {exit}"
-    );
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let binary = util::Binary::new(dir.path(), &util::user_resource(ARGON2, ""));
+        let mut child = binary.spawn();
+        assert!(
+            signal_at_first_healthz(&binary.base, child.id(), libc::SIGHUP),
+            "the daemon did not come up"
+        );
+        let client = crate::util::Probe::new(&binary.base);
+        let second = client.wait_health(|h| h["config"]["generation"] == 2).await;
+        let alive = child.try_wait().unwrap().is_none();
+        unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) };
+        let exit = exit_within_10s(&mut child);
+        assert!(alive, "SIGHUP ended the daemon: {exit}");
+        assert!(second.is_some(), "SIGHUP did not reload");
+        assert!(
+            exit.success(),
+            "SIGTERM should stop the daemon cleanly: {exit}"
+        );
+    }
+}
+
+/// SIGTERM and SIGINT sent the moment `/healthz` first answers stop the daemon cleanly (exit
+/// status 0 after the shutdown), not by their default action.
+#[tokio::test]
+async fn sigterm_and_sigint_right_after_readiness_stop_the_daemon_cleanly() {
+    for (name, signal) in [("SIGTERM", libc::SIGTERM), ("SIGINT", libc::SIGINT)] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let binary = util::Binary::new(dir.path(), &util::user_resource(ARGON2, ""));
+        let mut child = binary.spawn();
+        assert!(
+            signal_at_first_healthz(&binary.base, child.id(), signal),
+            "the daemon did not come up"
+        );
+        let exit = exit_within_10s(&mut child);
+        assert!(
+            exit.success(),
+            "{name} should stop the daemon cleanly: {exit}"
+        );
+    }
 }
 
 /// Sign-ins and `/me` from concurrent clients while the file is rewritten many times,

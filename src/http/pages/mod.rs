@@ -21,9 +21,9 @@
 //! every page is sent with a CSP without script, `X-Frame-Options: DENY` and
 //! `Referrer-Policy: no-referrer` (links carry tokens). Must not hold a rule of the domain.
 
+pub mod cookies;
 pub mod csrf;
 pub mod redirect;
-mod templates;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,14 +40,15 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-pub use templates::{BUILTIN as BUILTIN_TEMPLATES, STYLE, Templates};
-
 use super::BoxError;
 use super::error::{Failure, Reply};
 use super::handlers::{self, Settled};
 use crate::config::PagesConfig;
 use crate::sessions::{self, SignedIn, Via};
 use crate::state::{Generation, PagesState};
+use cookies::{
+    clear_session_cookie, cookie, csrf_cookie_name, session_cookie, session_cookie_header,
+};
 
 /// Fields a page never shows as inputs (the JSON API's other knobs).
 const HIDDEN_KNOBS: &[&str] = &["token_type"];
@@ -55,45 +56,6 @@ const HIDDEN_KNOBS: &[&str] = &["token_type"];
 const TOKEN_FIELDS: &[&str] = &["token", "reset_token", "setup_token", "confirm"];
 /// The form field of the redirect target.
 const RETURN_TO: &str = "return_to";
-
-/// The session cookie's value in `headers`, if any.
-pub fn session_cookie(config: &PagesConfig, headers: &HeaderMap) -> Option<String> {
-    cookie(headers, &config.cookie.name).filter(|v| !v.is_empty())
-}
-
-/// Adds a `Set-Cookie` that removes the session cookie.
-pub fn clear_session_cookie(config: &PagesConfig, reply: &mut Reply) {
-    let value = session_cookie_header(config, "", 0);
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        reply.headers_mut().append(header::SET_COOKIE, v);
-    }
-}
-
-/// The value of cookie `name` (the first one sent).
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn session_cookie_header(config: &PagesConfig, value: &str, max_age: u64) -> String {
-    let c = &config.cookie;
-    format!(
-        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={}{}",
-        c.name,
-        c.same_site.as_str(),
-        if c.secure { "; Secure" } else { "" }
-    )
-}
-
-fn csrf_cookie_name(config: &PagesConfig) -> String {
-    format!("{}_csrf", config.cookie.name)
-}
 
 /// The Content-Security-Policy of the pages: nothing but their stylesheet and images of
 /// their own (the QR code is a `data:` image); forms post to the daemon, or redirect after a
@@ -643,8 +605,12 @@ where
     let registry = &ctx.generation.registry;
     match segments.as_slice() {
         ["static", "style.css"] => {
-            super::router::allow(&["GET"], req.method())?;
-            let mut r = ctx.reply(StatusCode::OK, "text/css; charset=utf-8", STYLE.to_string());
+            super::error::allow(&["GET"], req.method())?;
+            let mut r = ctx.reply(
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                crate::pages::STYLE.to_string(),
+            );
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=3600"),
@@ -652,7 +618,7 @@ where
             Ok(r)
         }
         [subject, "account"] if registry.has_subject(subject) => {
-            super::router::allow(&["GET"], req.method())?;
+            super::error::allow(&["GET"], req.method())?;
             let notice = query_map(req.uri().query()).remove("done");
             account(
                 ctx,
@@ -665,15 +631,15 @@ where
             .await
         }
         [subject, "confirm"] if registry.confirmation(subject).is_some() => {
-            super::router::allow(&["GET", "POST"], req.method())?;
+            super::error::allow(&["GET", "POST"], req.method())?;
             confirm(ctx, subject, req).await
         }
         [subject, which @ ("sign_out" | "sign_out_all")] if registry.has_subject(subject) => {
-            super::router::allow(&["POST"], req.method())?;
+            super::error::allow(&["POST"], req.method())?;
             sign_out(ctx, subject, which == &"sign_out_all", req).await
         }
         [subject, strategy, "keys", id] => {
-            super::router::allow(&["POST"], req.method())?;
+            super::error::allow(&["POST"], req.method())?;
             let described = registry
                 .described(subject, strategy)
                 .ok_or(Failure::NotFound)?;
@@ -695,9 +661,9 @@ where
                 return Err(Failure::NotFound);
             }
             if kind.post_only() {
-                super::router::allow(&["POST"], req.method())?;
+                super::error::allow(&["POST"], req.method())?;
             } else {
-                super::router::allow(&["GET", "POST"], req.method())?;
+                super::error::allow(&["GET", "POST"], req.method())?;
             }
             if req.method() == Method::POST {
                 submit(ctx, subject, strategy, phase, kind, req).await
@@ -1410,11 +1376,6 @@ where
     ))
 }
 
-/// The built-in templates' names, for documents and tests.
-pub fn template_names() -> impl Iterator<Item = &'static str> {
-    BUILTIN_TEMPLATES.iter().map(|(n, _)| *n)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1425,16 +1386,5 @@ mod tests {
         assert_eq!(label("password_confirmation"), "Password confirmation");
         assert_eq!(label("email"), "Email");
         assert_eq!(label("e-mail"), "E mail");
-    }
-
-    #[test]
-    fn cookies_are_found_by_exact_name() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a_session=1; authd_session=tok; x=2"),
-        );
-        assert_eq!(cookie(&h, "authd_session").as_deref(), Some("tok"));
-        assert_eq!(cookie(&h, "session"), None);
     }
 }

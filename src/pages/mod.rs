@@ -1,8 +1,11 @@
-//! The pages' templates: minijinja with HTML autoescaping, the built-in ones embedded in the
-//! binary (`include_str!`), each replaceable by a file of the same name in
-//! `pages.templates_dir`. Loaded when a generation is built, so that a template that does not
-//! compile refuses the config (the old generation stays), and a reload picks up edited files.
-//! Must not hold a rule of the pages (what is shown comes from `super`).
+//! The hosted pages' templates, rendered to strings: minijinja with HTML autoescaping, the
+//! built-in ones (`templates/*.html`, `style.css`) embedded in the binary (`include_str!`), each
+//! replaceable by a file of the same name in `pages.templates_dir`. Loaded when a generation is
+//! built, so that a template that does not compile refuses the config (the old generation
+//! stays), and a reload picks up edited files.
+//!
+//! Must not know HTTP (routes, forms, cookies and headers are `http::pages`'s) nor hold a rule
+//! of the pages: what is shown comes from the caller's context.
 
 use std::path::Path;
 
@@ -64,6 +67,11 @@ impl Templates {
             .and_then(|t| t.render(context))
             .map_err(|e| format!("template {name}: {e}"))
     }
+}
+
+/// The built-in templates' names, for documents and tests.
+pub fn template_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(n, _)| *n)
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {

@@ -154,6 +154,28 @@ pub(crate) fn render(chart: &Chart) -> anyhow::Result<String> {
     Ok(svg)
 }
 
+/// The label of a key point of a log axis: `1`, `2`, `5`, `10`, `20`, `0.5`...; empty for the
+/// others (3, 4, 6...), whose labels would crowd the axis.
+fn log_label(y: &f64) -> String {
+    if *y <= 0.0 {
+        return String::new();
+    }
+    let decade = 10f64.powf(y.log10().floor());
+    let mantissa = (y / decade).round();
+    let on_step = ((y / decade) - mantissa).abs() < 1e-6;
+    if !on_step || ![1.0, 2.0, 5.0].contains(&mantissa) {
+        return String::new();
+    }
+    let value = mantissa * decade;
+    if value >= 1.0 {
+        format!("{value:.0}")
+    } else {
+        // 0.5, 0.2, 0.05: as many decimals as the decade needs.
+        let decimals = (-decade.log10()).round() as usize;
+        format!("{value:.decimals$}")
+    }
+}
+
 fn draw_panel(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     panel: &Panel,
@@ -178,7 +200,9 @@ fn draw_panel(
         .iter()
         .map(|p| p.median_ms)
         .fold(chart.target_ms, f64::max);
-    let (y_lo, y_hi) = (y_min / 2.0, y_max * 2.0);
+    // plotters places a log axis's key points from the first power of ten in its range: start
+    // the range at one, so that the steps below the first point are labelled too.
+    let (y_lo, y_hi) = (10f64.powf((y_min / 1.5).log10().floor()), y_max * 2.0);
 
     let mut c = ChartBuilder::on(area)
         .caption(
@@ -202,8 +226,10 @@ fn draw_panel(
         .y_desc("ms per hash (log scale)")
         // A log axis gets a light line per unit step: too dense to read.
         .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.08))
         // With the default count, a log axis spanning two decades is labelled at 10 and 100
-        // only; this many makes plotters label the steps between.
+        // only; this many gives a line at each step between (1, 2, 3 ... 9, 10, 20 ...), of
+        // which only 1, 2 and 5 times a power of ten are labelled.
         .y_labels(30)
         .x_labels(((x_hi - x_lo).round() as usize).max(2))
         .x_label_formatter(&|x| {
@@ -215,7 +241,7 @@ fn draw_panel(
                 format!("{x:.0}")
             }
         })
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_formatter(&log_label)
         .draw()?;
 
     c.draw_series(LineSeries::new(
@@ -352,6 +378,22 @@ mod tests {
         ] {
             assert!(svg.contains(label), "{label:?} missing from the SVG");
         }
+    }
+
+    #[test]
+    fn log_axes_label_one_two_and_five_times_a_power_of_ten() {
+        let labels: Vec<String> = [
+            0.05, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 9.0, 10.0, 20.0, 500.0, 700.0,
+        ]
+        .iter()
+        .map(log_label)
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "0.05", "", "0.5", "1", "2", "", "5", "", "10", "20", "500", ""
+            ]
+        );
     }
 
     #[test]

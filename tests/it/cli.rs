@@ -205,16 +205,34 @@ fn bench_hash_plot_draws_every_algorithm_with_its_target_and_calibrated_setting(
         })
         .count();
     assert_eq!(chosen_marks, 3);
-    // Every other point has its sign-ins per second: as many as the settings printed.
+    // The chosen point's sign-ins per second by its mark, in its colour.
+    let chosen_rates = root
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("text")
+                && n.attribute("fill") == Some("#2CA02C")
+                && n.text().unwrap_or("").trim().ends_with("/s")
+        })
+        .count();
+    assert_eq!(chosen_rates, 3, "{texts:?}");
+    // The other points have theirs too (but for those crowded next to another), and every one
+    // is a rate.
     let timed = stdout
         .lines()
         .filter(|l| l.contains(" median ") && l.contains(" p95 "))
         .count();
-    let rates = texts
+    let rates: Vec<&String> = texts
         .iter()
         .filter(|t| t.ends_with("/s") && !t.starts_with("chosen"))
-        .count();
-    assert_eq!(rates + 3, timed, "{texts:?}\n{stdout}");
+        .collect();
+    assert!(
+        rates.len() >= 6 && rates.len() <= timed,
+        "{rates:?}\n{stdout}"
+    );
+    for rate in rates {
+        let number = rate.trim_end_matches("/s");
+        assert!(number.parse::<f64>().unwrap() > 0.0, "{rate:?}");
+    }
 }
 
 #[test]

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// What to draw.
 pub(crate) struct Chart {
@@ -257,41 +256,60 @@ fn draw_panel(
     .label(format!("target {} ms", chart.target_ms))
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TARGET.stroke_width(1)));
 
+    // Each point gets its sign-ins per second, unless it sits within a third of a step of the
+    // chosen point or of the last point labelled: the calibration's trials bunch up around the
+    // target, and their labels would overwrite one another.
+    let chosen_at = points.iter().find(|p| p.chosen).map(|p| at(p.x));
+    let mut last_labelled: Option<f64> = None;
+    let labelled: Vec<bool> = points
+        .iter()
+        .map(|p| {
+            let x = at(p.x);
+            let crowded = |other: Option<f64>| other.is_some_and(|o| (x - o).abs() < 0.34);
+            let keep = p.chosen || !(crowded(chosen_at) || crowded(last_labelled));
+            if keep && !p.chosen {
+                last_labelled = Some(x);
+            }
+            keep
+        })
+        .collect();
     let label_style = (FONT, 12).into_font().color(&BLACK);
-    c.draw_series(points.iter().filter(|p| !p.chosen).map(|p| {
-        EmptyElement::at((at(p.x), p.median_ms))
-            + Circle::new((0, 0), 3, LINE.filled())
-            + Text::new(
-                rate_label(sign_ins_per_second(chart.cores, p.median_ms)),
-                (5, -15),
-                label_style.clone(),
-            )
-    }))?;
-    c.draw_series(points.iter().filter(|p| p.chosen).map(|p| {
-        // The label runs away from the nearer side, so that it stays inside the panel.
-        let (anchor, dx) = if at(p.x) - x_lo > (x_hi - x_lo) / 2.0 {
-            (HPos::Right, -8)
-        } else {
-            (HPos::Left, 8)
-        };
-        let style = (FONT, 12)
-            .into_font()
-            .color(&CHOSEN)
-            .pos(Pos::new(anchor, VPos::Top));
+    c.draw_series(points.iter().zip(&labelled).filter(|(p, _)| !p.chosen).map(
+        |(p, &labelled)| {
+            let text = if labelled {
+                rate_label(sign_ins_per_second(chart.cores, p.median_ms))
+            } else {
+                String::new()
+            };
+            EmptyElement::at((at(p.x), p.median_ms))
+                + Circle::new((0, 0), 3, LINE.filled())
+                + Text::new(text, (5, -15), label_style.clone())
+        },
+    ))?;
+    // The chosen setting in full goes in the legend, where there is room for it; by the point,
+    // its sign-ins per second as for the others.
+    let chosen = points.iter().find(|p| p.chosen).copied();
+    let legend = match chosen {
+        Some(p) => format!(
+            "chosen: {} = {}, {:.0} ms, {}",
+            panel.knob,
+            p.x,
+            p.median_ms,
+            rate_label(sign_ins_per_second(chart.cores, p.median_ms))
+        ),
+        None => "chosen: none under the target".to_string(),
+    };
+    let chosen_style = (FONT, 12).into_font().color(&CHOSEN);
+    c.draw_series(chosen.iter().map(|p| {
         EmptyElement::at((at(p.x), p.median_ms))
             + Circle::new((0, 0), 6, CHOSEN.filled())
             + Text::new(
-                format!(
-                    "chosen: {} = {}, {}",
-                    panel.knob,
-                    p.x,
-                    rate_label(sign_ins_per_second(chart.cores, p.median_ms))
-                ),
-                (dx, 10),
-                style,
+                rate_label(sign_ins_per_second(chart.cores, p.median_ms)),
+                (8, -20),
+                chosen_style.clone(),
             )
     }))?
-    .label("calibrated setting")
+    .label(legend)
     .legend(|(x, y)| Circle::new((x + 10, y), 5, CHOSEN.filled()));
 
     c.configure_series_labels()
@@ -330,6 +348,8 @@ mod tests {
                     points: vec![
                         point(19456.0, 12.5, false),
                         point(229_376.0, 242.7, true),
+                        // Within a third of a step of the chosen one: no label.
+                        point(245_760.0, 260.0, false),
                         point(379_904.0, 450.5, false),
                     ],
                 },
@@ -368,16 +388,37 @@ mod tests {
             "cost",
             "ms per hash (log scale)",
             "target 250 ms",
-            "calibrated setting",
-            "chosen: memory_kib = 229376, 8.2/s",
-            "chosen: log_n = 17, 8.2/s",
-            "chosen: cost = 12, 10.0/s",
+            "chosen: memory_kib = 229376, 243 ms, 8.2/s",
+            "chosen: log_n = 17, 244 ms, 8.2/s",
+            "chosen: cost = 12, 200 ms, 10.0/s",
             // 2 cores / 12.5 ms.
             "160/s",
             "sign-ins/s on 2 cores",
         ] {
             assert!(svg.contains(label), "{label:?} missing from the SVG");
         }
+        // 2 cores / 260 ms, crowded out.
+        assert!(!svg.contains("7.7/s"));
+        // 2 cores / 450.5 ms.
+        assert!(svg.contains("4.4/s"));
+    }
+
+    #[test]
+    fn a_panel_with_no_setting_under_the_target_says_so() {
+        let chart = Chart {
+            title: "t".into(),
+            cores: 2,
+            target_ms: 5.0,
+            panels: vec![Panel {
+                algorithm: "bcrypt",
+                knob: "cost",
+                fixed: String::new(),
+                points: vec![point(4.0, 6.0, false), point(5.0, 12.0, false)],
+            }],
+        };
+        let svg = render(&chart).unwrap();
+        assert!(svg.contains("chosen: none under the target"), "{svg}");
+        assert!(svg.contains("target 5 ms"));
     }
 
     #[test]

@@ -79,7 +79,7 @@ struct Calibration {
     median_ms: Option<f64>,
     /// The search stopped at its upper bound while still under the target.
     capped: bool,
-    /// With --plot: settings around the chosen one, timed for the plot only
+    /// With --plot: settings from a cheap one to past the chosen one, timed for the plot only
     /// ([`plot_sweep`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     plot_points: Vec<Trial>,
@@ -108,6 +108,8 @@ pub(super) fn run(args: &BenchHashArgs) -> anyhow::Result<()> {
     machine.warn_if_debug();
     let settings = settings(args)?;
     let progress = Progress::new();
+    // Before anything is timed: a path that cannot be written fails now.
+    let plot_output = args.plot.as_deref().map(plot::Output::open).transpose()?;
     if args.calibrating() {
         let target = args.target.unwrap_or(DEFAULT_TARGET);
         anyhow::ensure!(
@@ -123,28 +125,29 @@ pub(super) fn run(args: &BenchHashArgs) -> anyhow::Result<()> {
         let mut results = Vec::new();
         for (&algorithm, &start) in &starts {
             let mut calibration = calibrate(algorithm, start, target, samples, &progress)?;
-            if args.plot.is_some() {
+            if plot_output.is_some() {
                 time_plot_points(&mut calibration, target, samples, &progress)?;
             }
             results.push(calibration);
         }
         progress.clear();
-        if let Some(path) = &args.plot {
-            plot::render(&chart(&machine, target, &results), path)?;
+        let plot_path = plot_output.as_ref().map(|o| o.path().display().to_string());
+        if let Some(output) = plot_output {
+            output.write(&chart(&machine, target, &results))?;
         }
         if args.json {
             let out = CalibrationOutput {
                 machine: &machine,
                 target_ms: target.as_secs_f64() * 1000.0,
                 calibrations: &results,
-                plot: args.plot.as_ref().map(|p| p.display().to_string()),
+                plot: plot_path.clone(),
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             print_calibrations(&machine, target, &results);
         }
-        if let Some(path) = &args.plot {
-            eprintln!("plot written to {}", path.display());
+        if let Some(path) = plot_path {
+            eprintln!("plot written to {path}");
         }
         return Ok(());
     }
@@ -511,11 +514,20 @@ fn calibrate(
     })
 }
 
+/// Where the plot's grids start: argon2id memory doubles from 8 MiB, scrypt steps `log_n` from
+/// 12, bcrypt its cost from 8 (each step about doubles the time, so the steps below the chosen
+/// setting add up to less than its own time).
+const PLOT_ARGON2_FROM_KIB: u32 = 8 * 1024;
+const PLOT_SCRYPT_FROM: u8 = 12;
+const PLOT_BCRYPT_FROM: u32 = 8;
+
 /// The settings timed for the plot besides the calibration's own trials, so that each panel
-/// shows the curve on both sides of the chosen setting (`anchor`; the first setting tried when
-/// none fits the target): scrypt and bcrypt two steps below and one above; argon2id a quarter
-/// and a half of the chosen memory, and 5/4 of it when no setting tried was over the target.
-/// Settings already tried (for argon2id, within 10% of the memory) are left out.
+/// shows the curve from a cheap setting up to past the chosen one (`anchor`; the first setting
+/// tried when none fits the target), at the anchor's other parameters: argon2id memory doubling
+/// from 8 MiB (or a quarter of the anchor's, if less) up to below the anchor, and 5/4 of it when
+/// no setting tried was over the target; scrypt `log_n` from 12 and bcrypt cost from 8 (or two
+/// steps below the anchor, if less) up to one step above it. Settings already tried (for
+/// argon2id, within 10% of the memory) or outside the calibration's range are left out.
 fn plot_sweep(anchor: HashParams, tried: &[HashParams], any_over: bool) -> Vec<HashParams> {
     let mut out = Vec::new();
     match anchor {
@@ -531,7 +543,12 @@ fn plot_sweep(anchor: HashParams, tried: &[HashParams], any_over: bool) -> Vec<H
                     .clamp(floor, MAX_ARGON2_KIB)
             };
             let m = u64::from(memory_kib);
-            let mut wanted = vec![round(m / 4), round(m / 2)];
+            let mut wanted = Vec::new();
+            let mut w = u64::from(PLOT_ARGON2_FROM_KIB).min(m / 4).max(1);
+            while w < m * 9 / 10 {
+                wanted.push(round(w));
+                w *= 2;
+            }
             if !any_over {
                 wanted.push(round(m * 5 / 4));
             }
@@ -553,7 +570,7 @@ fn plot_sweep(anchor: HashParams, tried: &[HashParams], any_over: bool) -> Vec<H
             }
         }
         HashParams::Scrypt { log_n, r, p } => {
-            for n in [log_n.saturating_sub(2), log_n.saturating_sub(1), log_n + 1] {
+            for n in PLOT_SCRYPT_FROM.min(log_n.saturating_sub(2))..=log_n.saturating_add(1) {
                 let params = HashParams::Scrypt { log_n: n, r, p };
                 if SCRYPT_LOG_N.contains(&n) && !tried.contains(&params) {
                     out.push(params);
@@ -561,7 +578,7 @@ fn plot_sweep(anchor: HashParams, tried: &[HashParams], any_over: bool) -> Vec<H
             }
         }
         HashParams::Bcrypt { cost } => {
-            for c in [cost.saturating_sub(2), cost.saturating_sub(1), cost + 1] {
+            for c in PLOT_BCRYPT_FROM.min(cost.saturating_sub(2))..=cost.saturating_add(1) {
                 let params = HashParams::Bcrypt { cost: c };
                 if BCRYPT_COST.contains(&c) && !tried.contains(&params) {
                     out.push(params);
@@ -824,11 +841,18 @@ mod tests {
     }
 
     #[test]
-    fn the_plot_sweep_surrounds_the_chosen_setting() {
+    fn the_plot_sweep_runs_from_a_cheap_setting_to_past_the_chosen_one() {
         let scrypt = |log_n| HashParams::Scrypt { log_n, r: 8, p: 1 };
         assert_eq!(
             plot_sweep(scrypt(17), &[scrypt(17)], false),
-            vec![scrypt(15), scrypt(16), scrypt(18)]
+            vec![
+                scrypt(12),
+                scrypt(13),
+                scrypt(14),
+                scrypt(15),
+                scrypt(16),
+                scrypt(18)
+            ]
         );
         // Already tried, or out of the search's range: left out.
         assert_eq!(
@@ -838,27 +862,43 @@ mod tests {
         let bcrypt = |cost| HashParams::Bcrypt { cost };
         assert_eq!(
             plot_sweep(bcrypt(12), &[bcrypt(12)], false),
-            vec![bcrypt(10), bcrypt(11), bcrypt(13)]
+            vec![bcrypt(8), bcrypt(9), bcrypt(10), bcrypt(11), bcrypt(13)]
+        );
+        // A cheap anchor: two steps below it, within the search's range (4 to 20).
+        assert_eq!(
+            plot_sweep(bcrypt(5), &[bcrypt(5)], true),
+            vec![bcrypt(4), bcrypt(6)]
         );
         let argon = |memory_kib| HashParams::Argon2id {
             memory_kib,
             iterations: 2,
             parallelism: 1,
         };
-        // 229376 KiB chosen, 19456 and 379904 tried: a quarter and a half of it.
+        // 229376 KiB chosen, 19456 and 379904 tried: 8 MiB doubling up to below it.
         assert_eq!(
             plot_sweep(
                 argon(229_376),
                 &[argon(19456), argon(379_904), argon(229_376)],
                 true
             ),
-            vec![argon(57344), argon(114_688)]
+            vec![
+                argon(8192),
+                argon(16384),
+                argon(32768),
+                argon(65536),
+                argon(131_072)
+            ]
         );
-        // Nothing tried over the target: 5/4 too; a quarter within 10% of a tried one is
-        // skipped.
+        // Nothing tried over the target: 5/4 too; one within 10% of a tried setting is
+        // skipped (65536 is not within 10% of 81920, 73728 would be).
         assert_eq!(
-            plot_sweep(argon(81920), &[argon(19456), argon(81920)], false),
-            vec![argon(40960), argon(102_400)]
+            plot_sweep(argon(81920), &[argon(17408), argon(81920)], false),
+            vec![argon(8192), argon(32768), argon(65536), argon(102_400)]
+        );
+        // Less than 32 MiB chosen: the grid starts at a quarter of it, never below 1 MiB.
+        assert_eq!(
+            plot_sweep(argon(4096), &[argon(4096)], true),
+            vec![argon(1024), argon(2048)]
         );
     }
 

@@ -78,9 +78,11 @@ pub struct BenchHashArgs {
     /// than 0.4 s, 5 per setting tried when calibrating).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub samples: Option<u32>,
-    /// Also draw the time of one hash against its cost for each algorithm, with the target and
-    /// the calibrated settings, as an SVG file (implies --calibrate, and times a few more
-    /// settings around each calibrated one).
+    /// Also draw the time of one hash against its cost for each algorithm, with the target, the
+    /// calibrated settings and the sign-ins per second of each point on all cores, as an SVG
+    /// file (implies --calibrate, and also times cheaper settings and one step above each
+    /// calibrated one: argon2id memory doubling from 8 MiB, scrypt log_n from 12, bcrypt cost
+    /// from 8).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
 }

@@ -139,6 +139,15 @@ impl HashPool {
         rx.await.map_err(|_| Busy::Lost)
     }
 
+    /// Whether every worker is busy and the queue is full right now, so that [`run`] would
+    /// refuse: a cheap check for callers that would otherwise do costly work (a durable write)
+    /// before learning it. Racy by nature: [`run`] still decides.
+    ///
+    /// [`run`]: HashPool::run
+    pub fn is_full(&self) -> bool {
+        self.pending() >= self.workers + self.depth
+    }
+
     /// Jobs queued or running right now.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
@@ -182,6 +191,7 @@ mod tests {
         while pool.pending() < 1 {
             tokio::task::yield_now().await;
         }
+        assert!(!pool.is_full(), "one job running, the queue slot free");
         // Give the worker time to take the first job off the queue.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let queued = tokio::spawn({
@@ -191,6 +201,7 @@ mod tests {
         while pool.pending() < 2 {
             tokio::task::yield_now().await;
         }
+        assert!(pool.is_full());
         assert_eq!(pool.run(|| ()).await, Err(Busy::QueueFull));
         gate.wait();
         assert!(running.await.is_ok());

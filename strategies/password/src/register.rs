@@ -14,6 +14,10 @@ impl Inner {
     pub(crate) async fn register(&self, request: &PhaseRequest) -> Outcome {
         let c = &self.config;
         let params = &request.params;
+        if self.services.pool.is_full() {
+            // Refused at once, before the request is counted (a durable write).
+            return busy();
+        }
         if let (Some(limit), Some(ip)) = (&c.request_limit, request.client_ip) {
             let keys = vec![limit.address(&format!("{}/register", self.scope), ip)];
             if let Err(retry_after) = self.throttle.count(keys).await? {

@@ -49,6 +49,12 @@ impl Inner {
             return rejected(Rejection::AuthenticationFailed);
         }
 
+        if self.services.pool.is_full() {
+            // Refused at once, before the attempt is counted (a durable write) or the identity
+            // looked up: under a flood of sign-ins a refusal costs a counter's read. Nothing
+            // about the identity shows, since nothing about it was read.
+            return busy();
+        }
         let throttle_value = self.identity_throttle_value(identity);
         let keys = self.attempt_keys(Some(&throttle_value), request.client_ip);
         let reservation = match self.throttle.reserve(keys).await? {

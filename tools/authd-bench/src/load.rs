@@ -33,13 +33,13 @@ use hyper::header::HeaderValue;
 use serde_json::Value;
 
 use crate::Cli;
-use authd_strategy_api::toml;
 use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_json};
 use crate::output::{Progress, Summary, fmt_rate};
 use crate::process::{self, BareChild, DaemonChild, TempDir, free_port};
 use crate::report::{Ceiling, Flood, FloodAlone, Phase, Report, Targets, print_report};
 use crate::setup::{Driver, StoreTarget, default_config, password_strategies, relocate};
 use crate::system::{self, CpuMark, CpuUsed, Machine, peak_memory};
+use authd_strategy_api::toml;
 
 /// Sign-ins are flooded at this multiple of the measured hashing ceiling.
 const FLOOD_FACTOR: f64 = 4.0;

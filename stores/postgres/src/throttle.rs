@@ -6,6 +6,8 @@
 //! that share them only take turns), taken in ascending order so that two calls on the same
 //! keys cannot deadlock. A lock (rather than `SELECT ... FOR UPDATE`) also covers a key that
 //! has no record yet. Two round trips: the locks and the read, then the writes and the commit.
+//! Only a commit that locks a key waits for the WAL flush (`synchronous_commit` is off for the
+//! others): lockouts are durable, counts need only be shared.
 
 use std::collections::BTreeMap;
 
@@ -158,13 +160,19 @@ async fn apply_ops(
         c.execute(&delete, &[&deletes]).await
     };
     // The writes and the commit: one round trip. A failed write aborts the transaction, and
-    // the COMMIT then only rolls it back.
-    try_join3(
-        upserts.upsert(c, &upsert),
-        deleted,
-        c.batch_execute("COMMIT"),
-    )
-    .await?;
+    // the COMMIT then only rolls it back. A commit that locks a key waits for the WAL to be
+    // flushed, so that a lockout survives a crash of the database; the others (counts,
+    // refunds, clears) need not: other daemons see them at once all the same, and a crash of
+    // the server can lose only its last fraction of a second of counts, never a lockout.
+    let locks_a_key = outcomes
+        .iter()
+        .any(|o| matches!(o, ThrottleOutcome::LockedNow));
+    let commit = if locks_a_key {
+        "COMMIT"
+    } else {
+        "SET LOCAL synchronous_commit TO OFF; COMMIT"
+    };
+    try_join3(upserts.upsert(c, &upsert), deleted, c.batch_execute(commit)).await?;
     Ok((outcomes, conn))
 }
 

@@ -64,6 +64,8 @@ struct Inner {
     path: PathBuf,
     /// The most bytes redb's page cache holds.
     cache_bytes: usize,
+    /// When the next throttle write must be durable.
+    throttle_pace: Arc<throttle::ThrottlePace>,
     /// `None` while the database is being reopened.
     db: RwLock<Option<Arc<Database>>>,
     /// A reopen is under way (one at a time).
@@ -106,6 +108,7 @@ pub fn open_with_cache(
         inner: Arc::new(Inner {
             path: path.to_path_buf(),
             cache_bytes,
+            throttle_pace: Arc::default(),
             db: RwLock::new(Some(Arc::new(db))),
             reopening: AtomicBool::new(false),
         }),

@@ -22,8 +22,8 @@ use crate::Cli;
 use crate::http::{Http, closed_loop, get};
 use crate::load::{register_users, ticking, wait_ready};
 use crate::output::{Progress, fmt_rate};
-use crate::process::{self, DaemonChild, TempDir, free_port};
-use crate::setup::{Driver, StoreTarget, default_config, password_strategies, relocate};
+use crate::process::{DaemonChild, TempDir, free_port};
+use crate::setup::{Launched, config_text, driver_of, launch};
 use crate::system::{self, CpuMark, Machine};
 
 /// One daemon of the comparison, ready for `/me`.
@@ -89,22 +89,11 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
     let machine = Machine::read();
     machine.warn_if_debug();
     let load_average_at_start = system::load_average();
-    let (a_text, a_name) = match &args.config {
-        Some(path) => {
-            process::check_config(authd, path)?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            (text, path.display().to_string())
-        }
-        None => (
-            default_config(&args.algorithm.owasp()),
-            format!("default ({})", args.algorithm.owasp()),
-        ),
-    };
+    let (a_text, a_name) = config_text(args.config.as_deref(), args.algorithm, authd)?;
     let authd_b = args.versus_authd.as_deref().unwrap_or(authd);
     let (b_text, mut b_name) = match &args.versus {
         Some(path) => {
-            process::check_config(authd_b, path)?;
+            crate::process::check_config(authd_b, path)?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             (text, path.display().to_string())
@@ -125,31 +114,13 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
     let concurrency = args.concurrency as usize;
     let users = args.users as usize;
     let start = |authd: &Path, text: &str, label: &str| -> anyhow::Result<Instance> {
-        let setups = password_strategies(text)?;
-        let setup = setups
-            .iter()
-            .find(|s| s.config.registration_enabled)
-            .context("the config has no password strategy with registration enabled")?;
-        let driver = Arc::new(Driver::from_setup(setup));
-        let dir = TempDir::new()?;
-        let config_dir = dir.0.join("config");
-        let data_dir = dir.0.join("data");
-        std::fs::create_dir(&config_dir)?;
-        std::fs::create_dir(&data_dir)?;
-        let port = free_port()?;
-        let config_path = config_dir.join("authd.toml");
-        std::fs::write(
-            &config_path,
-            relocate(
-                text,
-                port,
-                &StoreTarget::Redb(data_dir.join("bench.redb")),
-                args.signing_algorithm.as_deref(),
-            )?,
-        )?;
-        progress.step(&format!("starting daemon {label} (port {port})"));
-        let mut daemon = DaemonChild::spawn(authd, &config_path, &dir.0.join("daemon.log"))?;
-        let base = format!("http://127.0.0.1:{port}");
+        let driver = Arc::new(driver_of(text)?);
+        progress.step(&format!("starting daemon {label}"));
+        let Launched {
+            dir,
+            mut daemon,
+            base,
+        } = launch(authd, text, None, args.signing_algorithm.as_deref())?;
         let health: hyper::Uri = format!("{base}/healthz").parse()?;
         runtime.block_on(wait_ready(&http, &health, &mut daemon))?;
         let register: hyper::Uri = format!(
@@ -312,7 +283,7 @@ mod tests {
 
     #[test]
     fn metrics_are_added_on_a_loopback_port() {
-        let text = default_config(&authd_password::HashParams::default());
+        let text = crate::setup::default_config(&authd_password::HashParams::default());
         let doc: toml::Table = toml::from_str(&with_metrics(&text).unwrap()).unwrap();
         let listen = doc["metrics"]["listen"].as_str().unwrap();
         assert!(listen.starts_with("127.0.0.1:"), "{listen}");

@@ -35,9 +35,9 @@ use serde_json::Value;
 use crate::Cli;
 use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_json};
 use crate::output::{Progress, Summary, fmt_rate};
-use crate::process::{self, BareChild, DaemonChild, TempDir, free_port};
+use crate::process::{BareChild, DaemonChild};
 use crate::report::{Ceiling, Flood, FloodAlone, Phase, Report, Targets, print_report};
-use crate::setup::{Driver, StoreTarget, default_config, password_strategies, relocate};
+use crate::setup::{Driver, StoreTarget};
 use crate::system::{self, CpuMark, CpuUsed, Machine, peak_memory};
 use authd_strategy_api::toml;
 
@@ -105,15 +105,7 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
     let users = args.users as usize;
     let concurrency = args.concurrency as usize;
 
-    let dir = TempDir::new()?;
-    let text = match &args.config {
-        Some(path) => {
-            process::check_config(authd, path)?;
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-        }
-        None => default_config(&args.algorithm.owasp()),
-    };
+    let (text, _) = crate::setup::config_text(args.config.as_deref(), args.algorithm, authd)?;
     // The algorithm `/me` verifies: the flag's, the config's, or the daemon's default.
     let signing_algorithm = match &args.signing_algorithm {
         Some(alg) => alg.clone(),
@@ -127,35 +119,27 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
             })
             .unwrap_or_else(|| "EdDSA".to_string()),
     };
-    let setups = password_strategies(&text)?;
-    let setup = setups
-        .iter()
-        .find(|s| s.config.registration_enabled && s.config.sign_in_enabled)
-        .context("the config has no password strategy with registration and sign-in enabled")?;
-    let driver = Arc::new(Driver::from_setup(setup));
-
-    // The config and the database in separate folders: the daemon watches its config's folder.
-    let config_dir = dir.0.join("config");
-    let data_dir = dir.0.join("data");
-    std::fs::create_dir(&config_dir)?;
-    std::fs::create_dir(&data_dir)?;
-    let port = free_port()?;
-    let config_path = config_dir.join("authd.toml");
+    let driver = Arc::new(crate::setup::driver_of(&text)?);
     let target = match which {
-        Which::Redb => StoreTarget::Redb(data_dir.join("bench.redb")),
-        Which::Postgres(url) => StoreTarget::Postgres(url),
+        Which::Redb => None,
+        Which::Postgres(url) => Some(StoreTarget::Postgres(url)),
     };
-    std::fs::write(
-        &config_path,
-        relocate(&text, port, &target, args.signing_algorithm.as_deref())?,
-    )?;
+    let target_name = target.as_ref().map_or("redb", StoreTarget::name);
+    progress.step(&format!(
+        "starting the daemon ({}, {target_name})",
+        driver.params
+    ));
+    let crate::setup::Launched {
+        dir: _dir,
+        mut daemon,
+        base,
+    } = crate::setup::launch(authd, &text, target, args.signing_algorithm.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the client's runtime")?;
     let http = Http::new();
-    let base = format!("http://127.0.0.1:{port}");
     let uri = |path: String| -> anyhow::Result<hyper::Uri> {
         format!("{base}{path}")
             .parse()
@@ -172,12 +156,6 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
     ))?;
     let me_uri = uri(format!("/auth/{}/me", driver.subject))?;
 
-    progress.step(&format!(
-        "starting the daemon ({}, {}, port {port})",
-        driver.params,
-        target.name()
-    ));
-    let mut daemon = DaemonChild::spawn(authd, &config_path, &dir.0.join("daemon.log"))?;
     let health = runtime.block_on(wait_ready(&http, &health_uri, &mut daemon))?;
     // As /healthz reports them; the daemon's defaults (one worker per core, 8 queued jobs per
     // worker) if it does not.
@@ -426,7 +404,7 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
         })
     };
     let report = Report {
-        store: target.name().to_string(),
+        store: target_name.to_string(),
         machine,
         authd: authd.display().to_string(),
         load_average_at_start,

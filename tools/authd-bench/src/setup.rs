@@ -3,6 +3,8 @@
 //! and the bodies of its requests. It reads a config only after `authd check` has accepted it,
 //! and must not judge one itself: the daemon is the one authority on its config.
 
+use std::path::Path;
+
 use anyhow::Context as _;
 use authd_password::{HashParams, PasswordConfig};
 use authd_strategy_api::toml;
@@ -275,6 +277,75 @@ pub(crate) fn relocate(
         doc.insert("tokens".into(), toml::Value::Table(tokens));
     }
     toml::to_string(&doc).context("cannot write the benchmark's config")
+}
+
+/// The config a run loads: `--config`'s file (validated by `authd check` first) or the
+/// default one; with a label for reports.
+pub(crate) fn config_text(
+    config: Option<&Path>,
+    algorithm: crate::Algorithm,
+    authd: &Path,
+) -> anyhow::Result<(String, String)> {
+    match config {
+        Some(path) => {
+            crate::process::check_config(authd, path)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((text, path.display().to_string()))
+        }
+        None => Ok((
+            default_config(&algorithm.owasp()),
+            format!("default ({})", algorithm.owasp()),
+        )),
+    }
+}
+
+/// The driver of the first password strategy of `text` with registration and sign-in.
+pub(crate) fn driver_of(text: &str) -> anyhow::Result<Driver> {
+    let setups = password_strategies(text)?;
+    let setup = setups
+        .iter()
+        .find(|s| s.config.registration_enabled && s.config.sign_in_enabled)
+        .context("the config has no password strategy with registration and sign-in enabled")?;
+    Ok(Driver::from_setup(setup))
+}
+
+/// A daemon started for a run, in a folder of its own.
+pub(crate) struct Launched {
+    pub(crate) dir: crate::process::TempDir,
+    pub(crate) daemon: crate::process::DaemonChild,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) base: String,
+}
+
+/// Writes `text` relocated to a free loopback port and `target` (`None`: a redb file in the
+/// run's folder) into a folder of its own, and starts `authd serve` on it. The config and the
+/// database are in separate folders: the daemon watches its config's folder.
+pub(crate) fn launch(
+    authd: &Path,
+    text: &str,
+    target: Option<StoreTarget>,
+    signing_algorithm: Option<&str>,
+) -> anyhow::Result<Launched> {
+    let dir = crate::process::TempDir::new()?;
+    let config_dir = dir.0.join("config");
+    let data_dir = dir.0.join("data");
+    std::fs::create_dir(&config_dir)?;
+    std::fs::create_dir(&data_dir)?;
+    let port = crate::process::free_port()?;
+    let config_path = config_dir.join("authd.toml");
+    let target = target.unwrap_or_else(|| StoreTarget::Redb(data_dir.join("bench.redb")));
+    std::fs::write(
+        &config_path,
+        relocate(text, port, &target, signing_algorithm)?,
+    )?;
+    let daemon =
+        crate::process::DaemonChild::spawn(authd, &config_path, &dir.0.join("daemon.log"))?;
+    Ok(Launched {
+        dir,
+        daemon,
+        base: format!("http://127.0.0.1:{port}"),
+    })
 }
 
 #[cfg(test)]

@@ -21,8 +21,7 @@ use crate::Cli;
 use crate::http::{Http, closed_loop, get, post_json};
 use crate::load::{register_users, ticking, wait_ready};
 use crate::output::{Progress, fmt_bytes};
-use crate::process::{self, DaemonChild, TempDir, free_port};
-use crate::setup::{Driver, StoreTarget, default_config, password_strategies, relocate};
+use crate::setup::{Launched, config_text, driver_of, launch};
 use crate::system::{self, Machine, peak_memory};
 
 /// Segments of a soak.
@@ -68,44 +67,19 @@ pub(crate) fn run(args: &Cli, authd: &Path, total: Duration) -> anyhow::Result<(
     let machine = Machine::read();
     machine.warn_if_debug();
     let load_average_at_start = system::load_average();
-    let text = match &args.config {
-        Some(path) => {
-            process::check_config(authd, path)?;
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-        }
-        None => default_config(&args.algorithm.owasp()),
-    };
-    let setups = password_strategies(&text)?;
-    let setup = setups
-        .iter()
-        .find(|s| s.config.registration_enabled && s.config.sign_in_enabled)
-        .context("the config has no password strategy with registration and sign-in enabled")?;
-    let driver = Arc::new(Driver::from_setup(setup));
-    let dir = TempDir::new()?;
-    let config_dir = dir.0.join("config");
-    let data_dir = dir.0.join("data");
-    std::fs::create_dir(&config_dir)?;
-    std::fs::create_dir(&data_dir)?;
-    let port = free_port()?;
-    let config_path = config_dir.join("authd.toml");
-    std::fs::write(
-        &config_path,
-        relocate(
-            &text,
-            port,
-            &StoreTarget::Redb(data_dir.join("bench.redb")),
-            args.signing_algorithm.as_deref(),
-        )?,
-    )?;
+    let (text, _) = config_text(args.config.as_deref(), args.algorithm, authd)?;
+    let driver = Arc::new(driver_of(&text)?);
+    let Launched {
+        dir: _dir,
+        mut daemon,
+        base,
+    } = launch(authd, &text, None, args.signing_algorithm.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the client's runtime")?;
     let http = Http::new();
     let progress = Progress::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut daemon = DaemonChild::spawn(authd, &config_path, &dir.0.join("daemon.log"))?;
     let health = runtime.block_on(wait_ready(
         &http,
         &format!("{base}/healthz").parse()?,

@@ -549,11 +549,6 @@ impl RouteTable {
     pub fn get(&self, id: RouteId) -> &Route {
         self.routes.get(id.0).unwrap_or(&self.routes[0])
     }
-
-    /// The route pattern `path` was served by, or `unmatched`.
-    pub fn route(&self, path: &str) -> &Route {
-        self.get(self.find(path))
-    }
 }
 
 /// A strategy's sign-in counters, one per outcome.

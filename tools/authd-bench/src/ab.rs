@@ -19,7 +19,7 @@ use hyper::header::HeaderValue;
 use serde::Serialize;
 
 use crate::Cli;
-use crate::http::{Http, closed_loop, get};
+use crate::http::{Http, closed_loop, rotating_gets};
 use crate::load::{register_users, ticking, wait_ready};
 use crate::output::{Progress, fmt_rate};
 use crate::process::{DaemonChild, TempDir, free_port};
@@ -183,10 +183,7 @@ pub(crate) fn run(args: &Cli, authd: &Path) -> anyhow::Result<()> {
                     args.duration,
                     StatusCode::OK,
                     done,
-                    move |task, i| {
-                        let n = (task as u64 + i * concurrency as u64) as usize % tokens.len();
-                        get(&uri, Some(&tokens[n]))
-                    },
+                    rotating_gets(uri, tokens, concurrency),
                 ),
             ));
             let cpu = mark.since();

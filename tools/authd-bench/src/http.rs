@@ -93,6 +93,20 @@ pub(crate) fn get(uri: &hyper::Uri, bearer: Option<&HeaderValue>) -> Request<Bod
     req
 }
 
+/// The requests of a closed loop of `concurrency` tasks sending `GET uri` with the bearer
+/// tokens in turn: task `t`'s `i`-th request uses token `(t + i * concurrency) % len`, so that
+/// the tasks spread over every token. `tokens` must not be empty.
+pub(crate) fn rotating_gets(
+    uri: hyper::Uri,
+    tokens: Arc<Vec<HeaderValue>>,
+    concurrency: usize,
+) -> impl Fn(usize, u64) -> Request<Body> + Send + Sync + 'static {
+    move |task, i| {
+        let n = (task as u64 + i * concurrency as u64) as usize % tokens.len().max(1);
+        get(&uri, tokens.get(n))
+    }
+}
+
 /// A POST of a JSON body.
 pub(crate) fn post_json(uri: &hyper::Uri, body: &Bytes) -> Request<Body> {
     let mut req = Request::new(Full::new(body.clone()));
@@ -395,5 +409,37 @@ impl Drop for BareServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotating_gets_spread_the_tasks_over_every_token() {
+        let tokens: Vec<HeaderValue> = ["a", "b", "c"]
+            .iter()
+            .map(|t| HeaderValue::from_static(t))
+            .collect();
+        let make = rotating_gets(
+            "http://127.0.0.1:1/me".parse().unwrap(),
+            Arc::new(tokens),
+            2,
+        );
+        let used = |task, i| {
+            make(task, i)
+                .headers()
+                .get(header::AUTHORIZATION)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        // Task 0 takes tokens 0, 2, 1, ...; task 1 takes 1, 0, 2, ...
+        assert_eq!([used(0, 0), used(0, 1), used(0, 2)], ["a", "c", "b"]);
+        assert_eq!([used(1, 0), used(1, 1), used(1, 2)], ["b", "a", "c"]);
+        assert_eq!(make(0, 0).uri().path(), "/me");
     }
 }

@@ -33,7 +33,7 @@ use hyper::header::HeaderValue;
 use serde_json::Value;
 
 use crate::Cli;
-use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_json};
+use crate::http::{Http, LoopResult, Tally, closed_loop, get, open_loop, post_json, rotating_gets};
 use crate::output::{Progress, Summary, fmt_rate};
 use crate::process::{BareChild, DaemonChild};
 use crate::report::{Ceiling, Flood, FloodAlone, Phase, Report, Targets, print_report};
@@ -230,12 +230,8 @@ fn measure(args: &Cli, authd: &Path, which: Which) -> anyhow::Result<Report> {
 
     // 4-5. /me, bracketed by the two halves of the bare hyper server's run, with the same
     // client and concurrency.
-    let me_loop = |uri: hyper::Uri, tokens: Arc<Vec<HeaderValue>>| {
-        move |task: usize, i: u64| {
-            let n = (task as u64 + i * concurrency as u64) as usize % tokens.len();
-            get(&uri, Some(&tokens[n]))
-        }
-    };
+    let me_loop =
+        |uri: hyper::Uri, tokens: Arc<Vec<HeaderValue>>| rotating_gets(uri, tokens, concurrency);
     let mut server = BareChild::spawn()?;
     let bare_uri: hyper::Uri = format!("http://127.0.0.1:{}/", server.port).parse()?;
     let bare_run = |n: usize| {

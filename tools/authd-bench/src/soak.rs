@@ -18,7 +18,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use crate::Cli;
-use crate::http::{Http, closed_loop, get, post_json};
+use crate::http::{Http, closed_loop, post_json, rotating_gets};
 use crate::load::{register_users, ticking, wait_ready};
 use crate::output::{Progress, fmt_bytes};
 use crate::setup::{Launched, config_text, driver_of, launch};
@@ -122,7 +122,7 @@ pub(crate) fn run(args: &Cli, authd: &Path, total: Duration) -> anyhow::Result<(
                 segment,
                 StatusCode::OK,
                 Arc::clone(&done),
-                move |task, i| get(&uri, Some(&tokens[(task + i as usize * 8) % tokens.len()])),
+                rotating_gets(uri, tokens, 8),
             )
         };
         let sign_in = {

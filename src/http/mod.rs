@@ -191,9 +191,9 @@ pub async fn serve(
             .layer(RequestBodyTimeoutLayer::new(body_timeout))
             .service_fn(move |req| {
                 let shared = Arc::clone(&conn_shared);
-                // Boxed once here: the handler's state machine is several kilobytes, and each
-                // layer above would otherwise move it by value (a measured 3-5% of `/me` in
-                // memmove).
+                // Boxed once here: the handler's state machine is large, and each layer above
+                // would otherwise move it by value (2% of the daemon's CPU on `/me` was memmove
+                // from these layers, BENCHMARKS.md).
                 Box::pin(async move {
                     let reply = match surface {
                         Surface::Public => {
